@@ -1,0 +1,181 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config is the service's whole configuration.
+type Config struct {
+	HTTPAddr     string
+	DatabaseURL  string
+	DBMaxConns   int
+	DBTimeout    time.Duration
+	MaxBodyBytes int64
+	LogFormat    string
+	LogLevel     slog.Level
+	Stream       StreamConfig
+}
+
+// A setting ties a flag to the environment variable of the same meaning.
+type setting struct {
+	flag, env string
+}
+
+// parseConfig reads the configuration from the environment and then the
+// command line, so a flag overrides its variable. It returns flag.ErrHelp
+// after printing usage for -h.
+func parseConfig(args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(output)
+	var settings []setting
+	define := func(name, env string, register func(name, usage string), usage string) {
+		register(name, usage+" (env "+env+")")
+		settings = append(settings, setting{name, env})
+	}
+	str := func(p *string, def string) func(string, string) {
+		return func(name, usage string) { fs.StringVar(p, name, def, usage) }
+	}
+	num := func(p *int, def int) func(string, string) {
+		return func(name, usage string) { fs.IntVar(p, name, def, usage) }
+	}
+	dur := func(p *time.Duration, def time.Duration) func(string, string) {
+		return func(name, usage string) { fs.DurationVar(p, name, def, usage) }
+	}
+
+	define("http-addr", "HTTP_ADDR", str(&c.HTTPAddr, ":8000"), "`address` the HTTP API listens on")
+	define("database-url", "DATABASE_URL", str(&c.DatabaseURL, "postgres://orders:orders@localhost:5432/orders?sslmode=disable"), "PostgreSQL connection `URL`")
+	define("db-max-conns", "DB_MAX_CONNS", num(&c.DBMaxConns, 10), "most database connections the service opens; keep below the server's max_connections")
+	define("db-timeout", "DB_TIMEOUT", dur(&c.DBTimeout, 2*time.Second), "how long an API request may wait for the database before it gets 503")
+	define("max-body-bytes", "MAX_BODY_BYTES", func(name, usage string) { fs.Int64Var(&c.MaxBodyBytes, name, 1<<20, usage) }, "largest request body accepted; larger ones get 413")
+	define("log-format", "LOG_FORMAT", str(&c.LogFormat, "text"), "log format: text or json")
+	define("log-level", "LOG_LEVEL", func(name, usage string) { fs.TextVar(&c.LogLevel, name, slog.LevelInfo, usage) }, "least level logged: debug, info, warn or error")
+	define("nats-url", "NATS_URL", str(&c.Stream.URL, "nats://localhost:4222"), "NATS server `URL`")
+	define("nats-cluster-id", "NATS_CLUSTER_ID", str(&c.Stream.ClusterID, "test-cluster"), "NATS Streaming cluster id")
+	define("nats-client-id", "NATS_CLIENT_ID", str(&c.Stream.ClientID, "orders-service"), "NATS Streaming client id; unique per running instance and stable across restarts")
+	define("nats-channel", "NATS_CHANNEL", str(&c.Stream.Channel, "orders"), "channel orders arrive on")
+	define("nats-durable", "NATS_DURABLE", str(&c.Stream.Durable, "orders-service"), "durable subscription name; the position in the channel is kept under it")
+	define("batch-size", "BATCH_SIZE", num(&c.Stream.BatchSize, 1000), "most orders written to the database in one transaction")
+	define("batch-wait", "BATCH_WAIT", dur(&c.Stream.BatchWait, 5*time.Millisecond), "longest an order waits for its batch to fill")
+	define("ack-wait", "ACK_WAIT", dur(&c.Stream.AckWait, 30*time.Second), "how long the streaming server waits for an acknowledgement before redelivering")
+	define("max-inflight", "MAX_INFLIGHT", num(&c.Stream.MaxInflight, 4096), "most unacknowledged messages the streaming server hands over")
+
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\n", fs.Name())
+		fmt.Fprintln(fs.Output(), "Stores orders from a NATS Streaming channel in PostgreSQL and serves them over HTTP.")
+		fmt.Fprintln(fs.Output(), "Every flag may be set instead by the environment variable named in its description;")
+		fmt.Fprint(fs.Output(), "a flag given on the command line wins.\n\n")
+		fs.PrintDefaults()
+	}
+
+	for _, s := range settings {
+		v := getenv(s.env)
+		if v == "" {
+			continue
+		}
+		if err := fs.Set(s.flag, v); err != nil {
+			return c, fmt.Errorf("invalid %s %q: %v", s.env, v, err)
+		}
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return c, c.validate()
+}
+
+// validate checks the values no flag type checks.
+func (c *Config) validate() error {
+	var errs []error
+	positive := func(name string, v int64) {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %d", name, v))
+		}
+	}
+	positive("DB_MAX_CONNS", int64(c.DBMaxConns))
+	positive("DB_TIMEOUT", int64(c.DBTimeout))
+	positive("MAX_BODY_BYTES", c.MaxBodyBytes)
+	positive("BATCH_SIZE", int64(c.Stream.BatchSize))
+	positive("BATCH_WAIT", int64(c.Stream.BatchWait))
+	positive("MAX_INFLIGHT", int64(c.Stream.MaxInflight))
+	if c.Stream.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("ACK_WAIT must be at least 1s, got %s", c.Stream.AckWait))
+	}
+	if c.Stream.MaxInflight < c.Stream.BatchSize {
+		errs = append(errs, fmt.Errorf("MAX_INFLIGHT (%d) must be at least BATCH_SIZE (%d), or batches never fill", c.Stream.MaxInflight, c.Stream.BatchSize))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("LOG_FORMAT must be text or json, got %q", c.LogFormat))
+	}
+	for _, s := range []struct{ name, v string }{
+		{"DATABASE_URL", c.DatabaseURL},
+		{"NATS_URL", c.Stream.URL},
+		{"NATS_CLUSTER_ID", c.Stream.ClusterID},
+		{"NATS_CLIENT_ID", c.Stream.ClientID},
+		{"NATS_CHANNEL", c.Stream.Channel},
+		{"NATS_DURABLE", c.Stream.Durable},
+	} {
+		if s.v == "" {
+			errs = append(errs, fmt.Errorf("%s must not be empty", s.name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// LogValue lists the configuration for the start-up log line, with
+// secrets redacted.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("database_url", redactURL(c.DatabaseURL)),
+		slog.Int("db_max_conns", c.DBMaxConns),
+		slog.Duration("db_timeout", c.DBTimeout),
+		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.String("nats_url", redactURL(c.Stream.URL)),
+		slog.String("nats_cluster_id", c.Stream.ClusterID),
+		slog.String("nats_client_id", c.Stream.ClientID),
+		slog.String("nats_channel", c.Stream.Channel),
+		slog.String("nats_durable", c.Stream.Durable),
+		slog.Int("batch_size", c.Stream.BatchSize),
+		slog.Duration("batch_wait", c.Stream.BatchWait),
+		slog.Duration("ack_wait", c.Stream.AckWait),
+		slog.Int("max_inflight", c.Stream.MaxInflight),
+		slog.String("log_format", c.LogFormat),
+		slog.String("log_level", c.LogLevel.String()),
+	)
+}
+
+var passwordParam = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+
+// redactURL hides the credentials in a connection URL: the password of a
+// postgres:// or nats:// URL, a bare NATS token, and password=... in a
+// key=value connection string.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return passwordParam.ReplaceAllString(s, "${1}xxxxx")
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		} else if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+			u.User = url.User("xxxxx") // a NATS token
+		}
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}

@@ -1,0 +1,170 @@
+// Command orders stores orders that arrive on a NATS Streaming channel in
+// PostgreSQL, keeps them all in memory, and serves them over HTTP.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// Time allowed for each step of a graceful shutdown, and for the server's
+// own timeouts.
+const (
+	httpShutdownTimeout = 10 * time.Second
+	readHeaderTimeout   = 5 * time.Second
+	readTimeout         = 30 * time.Second
+	writeTimeoutHTTP    = 60 * time.Second
+	idleTimeout         = 120 * time.Second
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "orders:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the service and blocks until ctx is done or SIGINT or
+// SIGTERM arrives, then shuts it down in the reverse order of start-up.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	log.Info("starting", "config", cfg)
+
+	store, err := NewStore(cfg.DatabaseURL, cfg.DBMaxConns)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		store.Close()
+		log.Info("database closed")
+	}()
+	cache := &Cache{}
+	svc := NewService(store, cache)
+	ingester := NewIngester(cfg.Stream, svc, log)
+	srv := &server{
+		log:       log,
+		store:     store,
+		cache:     cache,
+		svc:       svc,
+		ingester:  ingester,
+		dbTimeout: cfg.DBTimeout,
+		maxBody:   cfg.MaxBodyBytes,
+	}
+
+	// Listen before anything slow, so a taken port fails at once and
+	// /healthz answers while the database is awaited.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err)
+	}
+	httpSrv := &http.Server{
+		Handler:           srv.routes(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeoutHTTP,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- httpSrv.Serve(ln) }()
+	log.Info("http listening", "addr", ln.Addr().String())
+
+	streamDone, err := start(ctx, log, store, svc, srv, ingester)
+	if err != nil && ctx.Err() != nil {
+		err = nil // asked to stop while starting
+	}
+	if err == nil && streamDone != nil {
+		select {
+		case <-ctx.Done():
+		case err = <-httpErr:
+			err = fmt.Errorf("serving http: %w", err)
+		}
+	}
+
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+	defer cancel()
+	if serr := httpSrv.Shutdown(shutdownCtx); serr != nil {
+		log.Warn("http shutdown", "err", serr)
+	}
+	log.Info("http stopped")
+	if streamDone != nil {
+		stop()
+		<-streamDone
+	}
+	return err
+}
+
+// start connects the database, loads the cache and starts the ingester.
+// It returns a channel closed when the ingester has stopped, which it does
+// once ctx is done.
+func start(ctx context.Context, log *slog.Logger, store *Store, svc *Service, srv *server, in *Ingester) (<-chan struct{}, error) {
+	if err := openStore(ctx, log, store); err != nil {
+		return nil, err
+	}
+	srv.dbReady.Store(true)
+
+	t0 := time.Now()
+	if err := svc.Load(ctx); err != nil {
+		return nil, fmt.Errorf("loading cache: %w", err)
+	}
+	srv.cacheReady.Store(true)
+	log.Info("cache loaded", "orders", srv.cache.Len(), "took", time.Since(t0).Round(time.Millisecond))
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		in.Run(ctx)
+	}()
+	return done, nil
+}
+
+// openStore prepares the database, waiting for it while it is unavailable,
+// so the service and its database can be started in any order.
+func openStore(ctx context.Context, log *slog.Logger, store *Store) error {
+	backoff := minBackoff
+	for {
+		err := store.Init(ctx)
+		if err == nil {
+			log.Info("database connected")
+			return nil
+		}
+		if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("database unavailable", "err", err, "retry_in", backoff)
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// newLogger builds the one logger the service passes down.
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

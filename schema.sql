@@ -1,0 +1,29 @@
+-- The service applies this file at every start; each statement must be
+-- safe to run again on a database that already has it.
+
+-- One row per order. The body is the order's canonical JSON exactly as the
+-- API serves it, so reads return it without decoding. The "C" collation
+-- makes the primary key sort by bytes, the order list routes promise.
+CREATE TABLE IF NOT EXISTS orders (
+    order_uid text COLLATE "C" PRIMARY KEY,
+    body      json        NOT NULL,
+    stored_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Stream messages that can never become orders: not JSON, failing
+-- validation, or clashing with a stored order of the same id. Kept with
+-- their raw bytes so an operator can inspect and replay them.
+CREATE TABLE IF NOT EXISTS rejected (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel     text        NOT NULL,
+    sequence    bigint      NOT NULL,
+    payload     bytea       NOT NULL,
+    reason      text        NOT NULL,
+    rejected_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- A message redelivered after its rejection was stored but before it was
+-- acknowledged must not be recorded twice. The payload is part of the key
+-- because sequences start again if the streaming server loses its store.
+CREATE UNIQUE INDEX IF NOT EXISTS rejected_message
+    ON rejected (channel, sequence, md5(payload));

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+)
+
+// Service writes orders to the store and then to the cache, in a way that
+// keeps the cache equal to what is committed even when writers race on the
+// same id. It is safe for concurrent use.
+type Service struct {
+	store *Store
+	cache *Cache
+	locks keyLocks
+}
+
+// NewService returns a Service that writes through store into cache.
+func NewService(store *Store, cache *Cache) *Service {
+	return &Service{store: store, cache: cache}
+}
+
+// Load fills the cache with every stored order.
+func (s *Service) Load(ctx context.Context) error {
+	return s.store.Load(ctx, s.cache.Put)
+}
+
+// Create stores a new order, or returns ErrExists.
+func (s *Service) Create(ctx context.Context, r Record) error {
+	tx, err := s.store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+
+	if err := tx.Insert(ctx, r); err != nil {
+		return err
+	}
+	unlock := s.locks.lock(r.UID)
+	defer unlock()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.cache.Put(r)
+	return nil
+}
+
+// Delete removes an order and returns its body, or returns ErrNotFound.
+func (s *Service) Delete(ctx context.Context, uid string) ([]byte, error) {
+	tx, err := s.store.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+
+	body, err := tx.Delete(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.locks.lock(uid)
+	defer unlock()
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	s.cache.Delete(uid)
+	return body, nil
+}
+
+// SaveBatch stores the records whose ids are free and records the
+// rejections, all in one transaction, and reports what happened to each
+// record. When it returns nil, everything is committed and cached.
+func (s *Service) SaveBatch(ctx context.Context, rs []Record, rejects []Rejection) ([]Outcome, error) {
+	tx, err := s.store.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+
+	var outcomes []Outcome
+	if len(rs) > 0 {
+		if outcomes, err = tx.InsertBatch(ctx, rs); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Reject(ctx, rejects); err != nil {
+		return nil, err
+	}
+
+	var added []Record
+	for i, o := range outcomes {
+		if o == Inserted {
+			added = append(added, rs[i])
+		}
+	}
+	uids := make([]string, len(added))
+	for i, r := range added {
+		uids[i] = r.UID
+	}
+	unlock := s.locks.lock(uids...)
+	defer unlock()
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	s.cache.PutAll(added)
+	return outcomes, nil
+}
+
+// Reject records messages that will never become orders.
+func (s *Service) Reject(ctx context.Context, rejects []Rejection) error {
+	_, err := s.SaveBatch(ctx, nil, rejects)
+	return err
+}
+
+// keyLocks orders, per order id, each commit with the cache update that
+// follows it. A writer takes the locks of the ids it wrote just before
+// committing and releases them once the cache is updated, so two commits
+// on one id reach the cache in the order they reached the database.
+//
+// Ids share a fixed set of mutexes, so memory does not grow with the number
+// of ids. The zero value is ready to use and safe for concurrent use.
+type keyLocks struct {
+	stripes [256]sync.Mutex
+}
+
+var stripeSeed = maphash.MakeSeed()
+
+// lock locks the stripes of the given ids and returns the function that
+// unlocks them. Stripes are always taken in ascending order, so two callers
+// cannot deadlock.
+func (l *keyLocks) lock(uids ...string) (unlock func()) {
+	var held [len(l.stripes)]bool
+	for _, uid := range uids {
+		held[maphash.String(stripeSeed, uid)%uint64(len(l.stripes))] = true
+	}
+	for i := range held {
+		if held[i] {
+			l.stripes[i].Lock()
+		}
+	}
+	return func() {
+		for i := range held {
+			if held[i] {
+				l.stripes[i].Unlock()
+			}
+		}
+	}
+}

@@ -1,0 +1,375 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/lib/pq"
+)
+
+//go:embed schema.sql
+var schema string
+
+// schemaLockID serialises schema changes between instances that start at
+// the same time; CREATE ... IF NOT EXISTS alone races in PostgreSQL.
+const schemaLockID = 0x6f72646572 // "order"
+
+var (
+	// ErrNotFound means no order has the requested id.
+	ErrNotFound = errors.New("order not found")
+	// ErrExists means an order with the same id is already stored.
+	ErrExists = errors.New("order already exists")
+	// ErrUnavailable means the database could not serve the request in
+	// time: it is down, unreachable or out of connections.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// Store keeps orders in PostgreSQL. It is safe for concurrent use.
+type Store struct {
+	db     *sql.DB
+	get    *sql.Stmt
+	scan   *sql.Stmt
+	insert *sql.Stmt
+	delete *sql.Stmt
+}
+
+// NewStore returns a Store for the database at dsn without connecting;
+// call Init before anything else. maxConns caps the pool; keep it below
+// the server's max_connections.
+func NewStore(dsn string, maxConns int) (*Store, error) {
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening database: %w", err)
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	return &Store{db: db}, nil
+}
+
+// Init connects, applies the schema and prepares the statements the
+// service uses. It may be called again after it fails.
+func (s *Store) Init(ctx context.Context) error {
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	stmts := []struct {
+		dst   **sql.Stmt
+		query string
+	}{
+		{&s.get, `SELECT body FROM orders WHERE order_uid = $1`},
+		{&s.scan, `SELECT order_uid, body FROM orders WHERE order_uid > $1 ORDER BY order_uid LIMIT $2`},
+		{&s.insert, `INSERT INTO orders (order_uid, body) VALUES ($1, $2) ON CONFLICT DO NOTHING`},
+		{&s.delete, `DELETE FROM orders WHERE order_uid = $1 RETURNING body`},
+	}
+	for _, st := range stmts {
+		stmt, err := s.db.PrepareContext(ctx, st.query)
+		if err != nil {
+			return wrap("preparing statements", err)
+		}
+		*st.dst = stmt
+	}
+	return nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("applying schema", err)
+	}
+	defer tx.Rollback()
+
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockID); err != nil {
+		return wrap("applying schema", err)
+	}
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
+		return wrap("applying schema", err)
+	}
+	return wrap("applying schema", tx.Commit())
+}
+
+// Close closes the statements and the pool.
+func (s *Store) Close() error {
+	return s.db.Close()
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return wrap("pinging database", s.db.PingContext(ctx))
+}
+
+// Get returns the body of one order.
+func (s *Store) Get(ctx context.Context, uid string) ([]byte, error) {
+	var body []byte
+	err := s.get.QueryRowContext(ctx, uid).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return body, wrap("getting order", err)
+}
+
+// Scan appends to dst the bodies of up to n orders whose ids sort after
+// the given one, in order, and returns them with the id of the last. It
+// reads one page per call so that no connection is held while the caller
+// writes the page out.
+func (s *Store) Scan(ctx context.Context, dst [][]byte, after string, n int) ([][]byte, string, error) {
+	rows, err := s.scan.QueryContext(ctx, after, n)
+	if err != nil {
+		return dst, after, wrap("listing orders", err)
+	}
+	defer rows.Close()
+
+	last := after
+	for rows.Next() {
+		var body []byte
+		if err := rows.Scan(&last, &body); err != nil {
+			return dst, after, wrap("listing orders", err)
+		}
+		dst = append(dst, body)
+	}
+	if err := rows.Err(); err != nil {
+		return dst, after, wrap("listing orders", err)
+	}
+	return dst, last, nil
+}
+
+// Load calls fn with every stored order, in id order.
+func (s *Store) Load(ctx context.Context, fn func(Record)) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT order_uid, body FROM orders ORDER BY order_uid`)
+	if err != nil {
+		return wrap("loading orders", err)
+	}
+	defer rows.Close()
+
+	for rows.Next() {
+		var r Record
+		if err := rows.Scan(&r.UID, &r.Body); err != nil {
+			return wrap("loading orders", err)
+		}
+		fn(r)
+	}
+	return wrap("loading orders", rows.Err())
+}
+
+// Begin starts a transaction for writing orders.
+func (s *Store) Begin(ctx context.Context) (*Tx, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, wrap("beginning transaction", err)
+	}
+	return &Tx{tx: tx, s: s}, nil
+}
+
+// A Tx is a transaction that writes orders. Its changes are visible to
+// others only after Commit. A Tx is not safe for concurrent use.
+type Tx struct {
+	tx *sql.Tx
+	s  *Store
+}
+
+// Commit makes the transaction's writes durable.
+func (t *Tx) Commit() error {
+	return wrap("committing", t.tx.Commit())
+}
+
+// Rollback abandons the transaction. It is safe to call after Commit.
+func (t *Tx) Rollback() {
+	t.tx.Rollback()
+}
+
+// Insert stores a new order, or returns ErrExists if its id is taken.
+func (t *Tx) Insert(ctx context.Context, r Record) error {
+	res, err := t.tx.StmtContext(ctx, t.s.insert).ExecContext(ctx, r.UID, r.Body)
+	if err != nil {
+		return wrap("inserting order", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return wrap("inserting order", err)
+	}
+	if n == 0 {
+		return ErrExists
+	}
+	return nil
+}
+
+// Delete removes an order and returns its body.
+func (t *Tx) Delete(ctx context.Context, uid string) ([]byte, error) {
+	var body []byte
+	err := t.tx.StmtContext(ctx, t.s.delete).QueryRowContext(ctx, uid).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return body, wrap("deleting order", err)
+}
+
+// An Outcome says what writing one record of a batch did.
+type Outcome int
+
+const (
+	// Inserted: the record is now stored.
+	Inserted Outcome = iota
+	// Duplicate: an identical order was already stored; nothing changed.
+	Duplicate
+	// Conflict: a different order with the same id is stored; nothing
+	// changed.
+	Conflict
+)
+
+// InsertBatch stores the records whose ids are free and reports, for each
+// record in rs, what happened to it. Records may repeat an id; the first
+// one wins. Nothing is visible to others until Commit.
+func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
+	first := make(map[string]int, len(rs))
+	uids := make([]string, 0, len(rs))
+	bodies := make([]string, 0, len(rs))
+	for i, r := range rs {
+		if _, ok := first[r.UID]; ok {
+			continue
+		}
+		first[r.UID] = i
+		uids = append(uids, r.UID)
+		bodies = append(bodies, string(r.Body))
+	}
+
+	rows, err := t.tx.QueryContext(ctx, `
+		INSERT INTO orders (order_uid, body)
+		SELECT * FROM unnest($1::text[], $2::json[])
+		ON CONFLICT DO NOTHING
+		RETURNING order_uid`,
+		pq.StringArray(uids), pq.StringArray(bodies))
+	if err != nil {
+		return nil, wrap("inserting batch", err)
+	}
+	inserted := make(map[string]bool, len(uids))
+	if err := collect(rows, func(uid string, _ []byte) { inserted[uid] = true }); err != nil {
+		return nil, wrap("inserting batch", err)
+	}
+
+	// The body now stored under each id: ours where we inserted it, the
+	// existing one elsewhere.
+	stored := make(map[string][]byte, len(uids))
+	var taken []string
+	for _, uid := range uids {
+		if inserted[uid] {
+			stored[uid] = rs[first[uid]].Body
+			continue
+		}
+		taken = append(taken, uid)
+	}
+	if len(taken) > 0 {
+		rows, err := t.tx.QueryContext(ctx,
+			`SELECT order_uid, body FROM orders WHERE order_uid = ANY($1)`, pq.StringArray(taken))
+		if err != nil {
+			return nil, wrap("reading existing orders", err)
+		}
+		err = collect(rows, func(uid string, body []byte) { stored[uid] = body })
+		if err != nil {
+			return nil, wrap("reading existing orders", err)
+		}
+	}
+
+	out := make([]Outcome, len(rs))
+	for i, r := range rs {
+		body, ok := stored[r.UID]
+		switch {
+		case !ok:
+			// The conflicting row was deleted after our insert saw it.
+			// Retrying the batch will store this record.
+			return nil, fmt.Errorf("inserting batch: order %s was deleted concurrently", r.UID)
+		case !bytes.Equal(body, r.Body):
+			out[i] = Conflict
+		case inserted[r.UID] && first[r.UID] == i:
+			out[i] = Inserted
+		default:
+			out[i] = Duplicate
+		}
+	}
+	return out, nil
+}
+
+// collect reads (order_uid[, body]) rows and closes them.
+func collect(rows *sql.Rows, fn func(uid string, body []byte)) error {
+	defer rows.Close()
+
+	cols, err := rows.Columns()
+	if err != nil {
+		return err
+	}
+	var uid string
+	var body []byte
+	dest := []any{&uid, &body}[:len(cols)]
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		fn(uid, body)
+		body = nil
+	}
+	return rows.Err()
+}
+
+// A Rejection is a stream message that can never become an order.
+type Rejection struct {
+	Channel  string
+	Sequence uint64
+	Payload  []byte
+	Reason   string
+}
+
+// Reject records messages that will not be stored as orders. Recording the
+// same message twice leaves one row.
+func (t *Tx) Reject(ctx context.Context, rs []Rejection) error {
+	for _, r := range rs {
+		_, err := t.tx.ExecContext(ctx, `
+			INSERT INTO rejected (channel, sequence, payload, reason)
+			VALUES ($1, $2, $3, $4)
+			ON CONFLICT (channel, sequence, md5(payload)) DO NOTHING`,
+			r.Channel, int64(r.Sequence), r.Payload, r.Reason)
+		if err != nil {
+			return wrap("recording rejected message", err)
+		}
+	}
+	return nil
+}
+
+// wrap adds what was being done to err, and marks errors that mean the
+// database cannot serve right now so callers can tell them from bad
+// requests with errors.Is(err, ErrUnavailable).
+func wrap(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case isUnavailable(err):
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func isUnavailable(err error) bool {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, driver.ErrBadConn),
+		errors.Is(err, sql.ErrConnDone),
+		errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF),
+		errors.As(err, &netErr):
+		return true
+	}
+	if e := pq.As(err); e != nil {
+		switch e.Code.Class() {
+		case "08", // connection exception
+			"53", // insufficient resources, including too many connections
+			"57": // operator intervention: shutdown, statement timeout
+			return true
+		}
+	}
+	return false
+}
