@@ -146,10 +146,6 @@ func (s *server) handleCacheGet(w http.ResponseWriter, r *http.Request) {
 // handleCreate serves POST /api/models: it stores the order in the
 // database, then in the cache, and answers with the stored order.
 func (s *server) handleCreate(w http.ResponseWriter, r *http.Request) {
-	if !s.dbReady.Load() {
-		s.error(w, r, errDBStarting)
-		return
-	}
 	if !isJSON(r.Header.Get("Content-Type")) {
 		s.error(w, r, errNotJSON)
 		return
@@ -162,6 +158,10 @@ func (s *server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	rec, err := decodeOrder(data)
 	if err != nil {
 		s.error(w, r, err)
+		return
+	}
+	if !s.dbReady.Load() {
+		s.error(w, r, errDBStarting)
 		return
 	}
 
