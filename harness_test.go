@@ -66,6 +66,8 @@ func runTests(m *testing.M) int {
 	}
 	harnessDir = dir
 	defer os.RemoveAll(dir)
+	// The postgres user must reach its folder inside.
+	os.Chmod(dir, 0o755)
 
 	if testPG, harnessErr = newPGServer(filepath.Join(dir, "pg")); harnessErr == nil {
 		defer testPG.stop()

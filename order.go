@@ -118,6 +118,10 @@ func decodeOrder(data []byte) (Record, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&o); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) && !bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("{")) {
+			return Record{}, invalid("", "not JSON: an order is a JSON object, starting with '{'")
+		}
 		return Record{}, describeJSONError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {

@@ -225,7 +225,8 @@ func TestDecodeOrderMalformed(t *testing.T) {
 		wantErr string
 	}{
 		{"empty", "", "empty document"},
-		{"not JSON", "hello", "invalid JSON at byte 1"},
+		{"not JSON", "hello", "not JSON: an order is a JSON object"},
+		{"broken JSON", `{"order_uid" "x"}`, "invalid JSON at byte 14"},
 		{"truncated", `{"order_uid": "x"`, "unexpected end of input"},
 		{"array", `[1,2]`, "want a JSON object, got array"},
 		{"string", `"order"`, "want a JSON object, got string"},

@@ -4,8 +4,9 @@
 # nats-streaming-server installed with `go install` into .tools/bin.
 # Both keep their data under .data/ and listen on 127.0.0.1 only.
 #
-#   scripts/services.sh start|stop|status
+#   scripts/services.sh start|stop|status|install
 #
+# install only installs nats-streaming-server, for the tests.
 # Running start twice leaves one of each. Settings (environment):
 #   PGPORT        PostgreSQL port (5432)
 #   NATS_PORT     NATS port (4222)
@@ -165,5 +166,6 @@ case ${1:-} in
 start) start_pg; start_nats ;;
 stop) stop_nats; stop_pg ;;
 status) status ;;
-*) die "usage: $0 start|stop|status" ;;
+install) install_nats ;;
+*) die "usage: $0 start|stop|status|install" ;;
 esac
