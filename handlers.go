@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Limits of the list routes.
@@ -26,6 +28,7 @@ const (
 // there, so a client never reads a half-loaded cache.
 type server struct {
 	log       *slog.Logger
+	metrics   *Metrics
 	store     *Store
 	cache     *Cache
 	svc       *Service
@@ -52,8 +55,10 @@ var apiRoutes = []apiRoute{
 	{"DELETE /api/models/{id}", (*server).handleDelete},
 	{"GET /api/models/cache", (*server).handleCacheList},
 	{"GET /api/models/cache/{id}", (*server).handleCacheGet},
+	{"GET /api/rejected", (*server).handleRejected},
 	{"GET /healthz", (*server).handleHealth},
 	{"GET /readyz", (*server).handleReady},
+	{"GET /debug/vars", (*server).handleVars},
 }
 
 // routes returns the handler for every route the service serves.
@@ -66,7 +71,7 @@ func (s *server) routes() http.Handler {
 	}
 	mux.Handle("GET /swagger/", http.StripPrefix("/swagger", swaggerHandler()))
 	mux.Handle("GET /swagger", http.RedirectHandler("/swagger/index.html", http.StatusMovedPermanently))
-	return s.jsonFallback(mux)
+	return s.instrument(s.jsonFallback(mux))
 }
 
 // Errors a request can cause before it reaches the store.
@@ -171,6 +176,7 @@ func (s *server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	s.metrics.Created.Add(1)
 	w.Header().Set("Location", "/api/models/"+url.PathEscape(rec.UID))
 	writeRaw(w, http.StatusCreated, rec.Body)
 }
@@ -190,6 +196,7 @@ func (s *server) handleDelete(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	s.metrics.Deleted.Add(1)
 	writeRaw(w, http.StatusOK, body)
 }
 
@@ -277,6 +284,86 @@ func lastUID(body []byte) string {
 	return head.OrderUID
 }
 
+// rejectedJSON is how a rejected message is listed. The payload is shown
+// as text when it is UTF-8, and in base64 otherwise.
+type rejectedJSON struct {
+	ID            int64     `json:"id"`
+	Channel       string    `json:"channel"`
+	Sequence      uint64    `json:"sequence"`
+	Reason        string    `json:"reason"`
+	RejectedAt    time.Time `json:"rejected_at"`
+	Payload       *string   `json:"payload"`
+	PayloadBase64 string    `json:"payload_base64,omitempty"`
+}
+
+// handleRejected serves GET /api/rejected: stream messages that could not
+// become orders, oldest first, a page at a time.
+func (s *server) handleRejected(w http.ResponseWriter, r *http.Request) {
+	if !s.dbReady.Load() {
+		s.error(w, r, errDBStarting)
+		return
+	}
+	after, limit, err := parseRejectedQuery(r.URL.Query())
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.dbTimeout)
+	defer cancel()
+	msgs, err := s.store.Rejected(ctx, after, limit+1)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+
+	if len(msgs) > limit {
+		msgs = msgs[:limit]
+		next := url.Values{"after": {strconv.FormatInt(msgs[limit-1].ID, 10)}, "limit": {strconv.Itoa(limit)}}
+		w.Header().Set("Link", fmt.Sprintf("<%s?%s>; rel=\"next\"", r.URL.Path, next.Encode()))
+	}
+	out := make([]rejectedJSON, len(msgs))
+	for i, m := range msgs {
+		out[i] = rejectedJSON{ID: m.ID, Channel: m.Channel, Sequence: m.Sequence, Reason: m.Reason, RejectedAt: m.RejectedAt}
+		if utf8.Valid(m.Payload) {
+			text := string(m.Payload)
+			out[i].Payload = &text
+		} else {
+			out[i].PayloadBase64 = base64.StdEncoding.EncodeToString(m.Payload)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// parseRejectedQuery reads after (an id, default 0) and limit (default
+// 100).
+func parseRejectedQuery(q url.Values) (after int64, limit int, err error) {
+	for key := range q {
+		if key != "after" && key != "limit" {
+			return 0, 0, &httpError{http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; want after or limit", key)}
+		}
+	}
+	limit = 100
+	if v := q.Get("limit"); v != "" {
+		limit, err = strconv.Atoi(v)
+		if err != nil || limit < 1 || limit > maxPageLimit {
+			return 0, 0, &httpError{http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d, got %q", maxPageLimit, v)}
+		}
+	}
+	if v := q.Get("after"); v != "" {
+		after, err = strconv.ParseInt(v, 10, 64)
+		if err != nil || after < 0 {
+			return 0, 0, &httpError{http.StatusBadRequest, fmt.Sprintf("after must be a rejected message id (a non-negative integer), got %q", v)}
+		}
+	}
+	return after, limit, nil
+}
+
+// handleVars serves GET /debug/vars: the process's expvar variables and
+// the service's counters.
+func (s *server) handleVars(w http.ResponseWriter, r *http.Request) {
+	s.metrics.ServeHTTP(w, r)
+}
+
 // handleHealth serves GET /healthz: the process is alive.
 func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -347,6 +434,9 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 		status, msg = http.StatusInternalServerError, "internal error"
 	}
 
+	if errors.Is(err, ErrUnavailable) || status == http.StatusInternalServerError {
+		s.metrics.DBErrors.Add(1)
+	}
 	if status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
@@ -355,45 +445,6 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	writeJSON(w, status, map[string]string{"error": msg})
 }
-
-// jsonFallback makes the mux's own answers for unknown paths and wrong
-// methods JSON errors like every other.
-func (s *server) jsonFallback(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern != "" {
-			mux.ServeHTTP(w, r)
-			return
-		}
-		// Let the mux decide between 404, 405 (with Allow) and a
-		// redirect, and keep only its status and headers.
-		rec := &headerRecorder{header: http.Header{}}
-		mux.ServeHTTP(rec, r)
-		for k, v := range rec.header {
-			if k != "Content-Type" && k != "X-Content-Type-Options" {
-				w.Header()[k] = v
-			}
-		}
-		switch rec.status {
-		case http.StatusNotFound:
-			writeJSON(w, rec.status, map[string]string{"error": "no such route: " + r.URL.Path})
-		case http.StatusMethodNotAllowed:
-			writeJSON(w, rec.status, map[string]string{"error": "method " + r.Method + " is not allowed here; allowed: " + rec.header.Get("Allow")})
-		default:
-			w.WriteHeader(rec.status)
-		}
-	})
-}
-
-// headerRecorder keeps the status and headers a handler writes and drops
-// its body.
-type headerRecorder struct {
-	header http.Header
-	status int
-}
-
-func (h *headerRecorder) Header() http.Header         { return h.header }
-func (h *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
-func (h *headerRecorder) WriteHeader(status int)      { h.status = status }
 
 var jsonContentType = []string{"application/json"}
 

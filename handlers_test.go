@@ -19,6 +19,7 @@ func newCacheServer(t testing.TB, recs ...Record) *server {
 		cache:   &Cache{},
 		maxBody: 4096,
 	}
+	s.metrics = newMetrics(s.cache.Len)
 	s.cache.PutAll(recs)
 	s.cacheReady.Store(true)
 	return s

@@ -59,10 +59,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info("database closed")
 	}()
 	cache := &Cache{}
+	metrics := newMetrics(cache.Len)
 	svc := NewService(store, cache)
-	ingester := NewIngester(cfg.Stream, svc, log)
+	ingester := NewIngester(cfg.Stream, svc, log, metrics)
 	srv := &server{
 		log:       log,
+		metrics:   metrics,
 		store:     store,
 		cache:     cache,
 		svc:       svc,

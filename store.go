@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/lib/pq"
 )
@@ -337,6 +338,37 @@ func (t *Tx) Reject(ctx context.Context, rs []Rejection) error {
 		}
 	}
 	return nil
+}
+
+// A RejectedMessage is a stored Rejection.
+type RejectedMessage struct {
+	ID         int64
+	RejectedAt time.Time
+	Rejection
+}
+
+// Rejected returns up to n rejected messages whose ids are greater than
+// after, oldest first.
+func (s *Store) Rejected(ctx context.Context, after int64, n int) ([]RejectedMessage, error) {
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT id, channel, sequence, payload, reason, rejected_at
+		FROM rejected WHERE id > $1 ORDER BY id LIMIT $2`, after, n)
+	if err != nil {
+		return nil, wrap("listing rejected messages", err)
+	}
+	defer rows.Close()
+
+	var out []RejectedMessage
+	for rows.Next() {
+		var m RejectedMessage
+		var seq int64
+		if err := rows.Scan(&m.ID, &m.Channel, &seq, &m.Payload, &m.Reason, &m.RejectedAt); err != nil {
+			return nil, wrap("listing rejected messages", err)
+		}
+		m.Sequence = uint64(seq)
+		out = append(out, m)
+	}
+	return out, wrap("listing rejected messages", rows.Err())
 }
 
 // wrap adds what was being done to err, and marks errors that mean the

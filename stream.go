@@ -52,12 +52,13 @@ type Ingester struct {
 	cfg       StreamConfig
 	svc       *Service
 	log       *slog.Logger
+	metrics   *Metrics
 	connected atomic.Bool
 }
 
 // NewIngester returns an Ingester that saves orders through svc.
-func NewIngester(cfg StreamConfig, svc *Service, log *slog.Logger) *Ingester {
-	return &Ingester{cfg: cfg, svc: svc, log: log}
+func NewIngester(cfg StreamConfig, svc *Service, log *slog.Logger, m *Metrics) *Ingester {
+	return &Ingester{cfg: cfg, svc: svc, log: log, metrics: m}
 }
 
 // Connected reports whether the ingester holds a streaming session.
@@ -93,6 +94,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 // session keeps one streaming session open at a time until ctx is done.
 func (in *Ingester) session(ctx context.Context, items chan<- item, stop chan struct{}, done <-chan struct{}) error {
 	backoff := minBackoff
+	lostBefore := false
 	for {
 		lost := make(chan error, 1)
 		sc, sub, err := in.subscribe(items, stop, lost)
@@ -105,12 +107,16 @@ func (in *Ingester) session(ctx context.Context, items chan<- item, stop chan st
 			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
+		if lostBefore {
+			in.metrics.Reconnects.Add(1)
+		}
 		backoff = minBackoff
 		in.connected.Store(true)
 		in.log.Info("stream connected", "url", redactURL(in.cfg.URL), "channel", in.cfg.Channel, "durable", in.cfg.Durable)
 
 		select {
 		case err := <-lost:
+			lostBefore = true
 			in.connected.Store(false)
 			in.log.Warn("stream connection lost", "err", err)
 			sc.Close()
@@ -150,6 +156,9 @@ func (in *Ingester) subscribe(items chan<- item, stop <-chan struct{}, lost chan
 	handle := func(m *stan.Msg) {
 		// Decoding here, on the delivery goroutine, overlaps it with
 		// the writer's database round trips.
+		if m.Redelivered {
+			in.metrics.Redelivered.Add(1)
+		}
 		it := item{msg: m}
 		it.rec, it.err = decodeOrder(m.Data)
 		select {
@@ -216,6 +225,7 @@ func (in *Ingester) flush(batch []item, stop <-chan struct{}) {
 		if err == nil {
 			break
 		}
+		in.metrics.DBErrors.Add(1)
 		in.log.Warn("saving batch failed", "orders", len(p.recs), "err", err, "retry_in", backoff)
 		select {
 		case <-time.After(backoff):
@@ -225,6 +235,8 @@ func (in *Ingester) flush(batch []item, stop <-chan struct{}) {
 		backoff = min(2*backoff, maxBackoff)
 	}
 
+	in.metrics.Batches.Add(1)
+	in.metrics.BatchSizes.Observe(int64(len(batch)))
 	for _, it := range batch {
 		if err := it.msg.Ack(); err != nil {
 			in.log.Debug("ack failed; the message will be redelivered", "seq", it.msg.Sequence, "err", err)
@@ -272,17 +284,38 @@ func (in *Ingester) save(p pending) error {
 	}
 
 	var conflicts []Rejection
+	var inserted, duplicates int64
 	for i, o := range outcomes {
-		if o == Conflict {
+		switch o {
+		case Inserted:
+			inserted++
+		case Duplicate:
+			duplicates++
+		case Conflict:
 			reason := "order_uid " + p.recs[i].UID + " is already stored with different content"
 			conflicts = append(conflicts, in.rejection(p.msgs[i], reason))
 		}
 	}
-	if len(conflicts) == 0 {
-		return nil
+	if len(conflicts) > 0 {
+		if _, err := in.saveOnce(nil, conflicts); err != nil {
+			return err
+		}
 	}
-	_, err = in.saveOnce(nil, conflicts)
-	return err
+	in.metrics.Ingested.Add(inserted)
+	in.metrics.Duplicates.Add(duplicates)
+	in.metrics.Rejected.Add(int64(len(p.rejects) + len(conflicts) + refusedCount(outcomes)))
+	return nil
+}
+
+// refusedCount counts the records saveEach recorded as refused.
+func refusedCount(outcomes []Outcome) int {
+	n := 0
+	for _, o := range outcomes {
+		if o == Refused {
+			n++
+		}
+	}
+	return n
 }
 
 func (in *Ingester) saveOnce(recs []Record, rejects []Rejection) ([]Outcome, error) {
@@ -304,8 +337,7 @@ func (in *Ingester) saveEach(p pending) ([]Outcome, error) {
 			if _, err = in.saveOnce(nil, []Rejection{rej}); err != nil {
 				return nil, err
 			}
-			// Recorded as rejected: the message can be acknowledged.
-			outcomes[i] = Duplicate
+			outcomes[i] = Refused
 			continue
 		}
 		if err != nil {
@@ -315,6 +347,10 @@ func (in *Ingester) saveEach(p pending) ([]Outcome, error) {
 	}
 	return outcomes, nil
 }
+
+// Refused marks a record the database refused and that was recorded as
+// rejected instead; its message can be acknowledged.
+const Refused Outcome = -1
 
 // isRefused reports whether the database rejected the data itself, so
 // that retrying the same write can never succeed.
