@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -313,10 +314,11 @@ func (s *pgServer) createDB(t testing.TB) string {
 
 // natsServer is a NATS Streaming server with a file store.
 type natsServer struct {
-	bin  string
-	dir  string
-	port int
-	proc *process
+	bin     string
+	dir     string
+	port    int
+	monitor int // HTTP monitoring port
+	proc    *process
 }
 
 func findNATSBin() (string, error) {
@@ -344,10 +346,14 @@ func newNATSServer(dir string) (*natsServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	monitor, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &natsServer{bin: bin, dir: dir, port: port}
+	s := &natsServer{bin: bin, dir: dir, port: port, monitor: monitor}
 	return s, s.start()
 }
 
@@ -355,7 +361,7 @@ func newNATSServer(dir string) (*natsServer, error) {
 // can connect.
 func (s *natsServer) start() error {
 	proc, err := startProcess("nats-streaming-server", s.dir+".log", nil, s.bin,
-		"-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-cid", testClusterID,
+		"-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-m", strconv.Itoa(s.monitor), "-cid", testClusterID,
 		"-store", "file", "-dir", filepath.Join(s.dir, "store"), "--file_sync=false")
 	if err != nil {
 		return err
@@ -378,12 +384,38 @@ func (s *natsServer) start() error {
 }
 
 func (s *natsServer) stop() error { return s.proc.signal(syscall.SIGTERM) }
+
+// pending returns how many messages of the channel the durable
+// subscription has been sent but has not acknowledged, from the server's
+// monitoring endpoint.
+func (s *natsServer) pending(channel string) (int, error) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/streaming/channelsz?channel=%s&subs=1", s.monitor, channel))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var ch struct {
+		Subscriptions []struct {
+			PendingCount int `json:"pending_count"`
+		} `json:"subscriptions"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ch); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, sub := range ch.Subscriptions {
+		n += sub.PendingCount
+	}
+	return n, nil
+}
 func (s *natsServer) kill() error { return s.proc.signal(syscall.SIGKILL) }
 func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
 
 // testEnv is one test's slice of the servers: a database and a channel.
 type testEnv struct {
 	vars map[string]string
+	pg   *pgServer
+	nats *natsServer
 }
 
 // newTestEnv gives t a fresh database and channel and the settings that
@@ -391,9 +423,37 @@ type testEnv struct {
 func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	needIntegration(t)
-	return &testEnv{vars: map[string]string{
-		"DATABASE_URL":    testPG.createDB(t),
-		"NATS_URL":        testNATS.url(),
+	return newTestEnvOn(t, testPG, testNATS)
+}
+
+// newPrivateEnv starts a PostgreSQL and a NATS Streaming server for t
+// alone, for tests that stop, kill or restart them.
+func newPrivateEnv(t testing.TB) *testEnv {
+	t.Helper()
+	needIntegration(t)
+	dir, err := os.MkdirTemp(harnessDir, "private-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	pg, err := newPGServer(filepath.Join(dir, "pg"))
+	if err != nil {
+		t.Fatalf("starting a private PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() { pg.stop() })
+	nats, err := newNATSServer(filepath.Join(dir, "nats"))
+	if err != nil {
+		t.Fatalf("starting a private NATS Streaming: %v", err)
+	}
+	t.Cleanup(func() { nats.stop() })
+	return newTestEnvOn(t, pg, nats)
+}
+
+func newTestEnvOn(t testing.TB, pg *pgServer, nats *natsServer) *testEnv {
+	t.Helper()
+	return &testEnv{pg: pg, nats: nats, vars: map[string]string{
+		"DATABASE_URL":    pg.createDB(t),
+		"NATS_URL":        nats.url(),
 		"NATS_CLUSTER_ID": testClusterID,
 		"NATS_CHANNEL":    unique("orders"),
 		"NATS_CLIENT_ID":  unique("svc"),

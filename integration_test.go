@@ -91,7 +91,11 @@ func binary(t testing.TB, pkg string) string {
 	if p, ok := built[pkg]; ok {
 		return p
 	}
-	out := filepath.Join(harnessDir, "bin", filepath.Base(pkg))
+	name := filepath.Base(pkg)
+	if pkg == "." {
+		name = "orders"
+	}
+	out := filepath.Join(harnessDir, "bin", name)
 	args := []string{"build", "-o", out}
 	if raceEnabled {
 		args = append(args, "-race")
@@ -107,16 +111,32 @@ func binary(t testing.TB, pkg string) string {
 // produce runs the producer with the test's NATS settings.
 func (e *testEnv) produce(t testing.TB, args ...string) string {
 	t.Helper()
+	return e.produceAsync(t, args...)()
+}
+
+// produceAsync starts the producer and returns a function that waits for
+// it to succeed and returns its output.
+func (e *testEnv) produceAsync(t testing.TB, args ...string) (wait func() string) {
+	t.Helper()
 	cmd := exec.Command(binary(t, "./producer"), args...)
-	cmd.Env = append(os.Environ(),
-		"NATS_URL="+e.vars["NATS_URL"],
-		"NATS_CLUSTER_ID="+e.vars["NATS_CLUSTER_ID"],
-		"NATS_CHANNEL="+e.vars["NATS_CHANNEL"])
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("producer %v: %v\n%s", args, err, out)
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"NATS_URL=" + e.vars["NATS_URL"],
+		"NATS_CLUSTER_ID=" + e.vars["NATS_CLUSTER_ID"],
+		"NATS_CHANNEL=" + e.vars["NATS_CHANNEL"],
 	}
-	return string(out)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return func() string {
+		t.Helper()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("producer %v: %v\n%s", args, err, out.String())
+		}
+		return out.String()
+	}
 }
 
 func canonicalSample(t testing.TB) Record {

@@ -1,0 +1,549 @@
+package main
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests kill, stop and restart the service, PostgreSQL and NATS
+// Streaming, and check that every valid order ends up stored exactly once.
+
+// procService is the service running as a process of its own, so that it
+// can be sent SIGTERM or killed like a real deployment.
+type procService struct {
+	base   string
+	logs   *logBuffer
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// startProc starts the built service with the environment's settings plus
+// extra ones, and waits until its API listens. It does not wait for
+// readiness, so it can start with a dependency down.
+func (e *testEnv) startProc(t testing.TB, extra ...string) *procService {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", port)}
+	for k, v := range e.vars {
+		vars[k] = v
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		vars[extra[i]] = extra[i+1]
+	}
+	cmd := exec.Command(binary(t, "."))
+	// Only the test's settings, not the developer's environment.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	p := &procService{base: "http://" + vars["HTTP_ADDR"], logs: &logBuffer{}, cmd: cmd, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("service (pid %d) log:\n%s", cmd.Process.Pid, p.logs)
+		}
+	})
+	eventually(t, "service listening", func() error {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("service exited: %s", p.logs)
+		default:
+		}
+		resp, err := http.Get(p.base + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+	return p
+}
+
+// waitReady waits until /readyz answers 200.
+func (p *procService) waitReady(t testing.TB) {
+	t.Helper()
+	eventually(t, "service ready", func() error {
+		return (&testService{base: p.base}).ready()
+	})
+}
+
+// terminate sends SIGTERM and waits for a clean exit.
+func (p *procService) terminate(t testing.TB) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(startTimeout):
+		t.Fatal("service did not exit after SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code after SIGTERM = %d, want 0", code)
+	}
+}
+
+// kill kills the service the way a crash would.
+func (p *procService) kill() {
+	p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// metric reads one of the service's counters from /debug/vars.
+func metric(t testing.TB, base, name string) int64 {
+	t.Helper()
+	r := do(t, "GET", base+"/debug/vars", "", nil)
+	var vars struct {
+		Orders map[string]json.RawMessage `json:"orders"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &vars); err != nil {
+		t.Fatalf("/debug/vars: %v", err)
+	}
+	var n int64
+	json.Unmarshal(vars.Orders[name], &n)
+	return n
+}
+
+// count runs a counting query.
+func count(t testing.TB, db *sql.DB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// waitStored waits until the orders table holds n rows.
+func waitStored(t testing.TB, db *sql.DB, n int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d orders stored", n), func() error {
+		var got int
+		if err := db.QueryRow(`SELECT count(*) FROM orders`).Scan(&got); err != nil {
+			return err
+		}
+		if got != n {
+			return fmt.Errorf("%d stored", got)
+		}
+		return nil
+	})
+}
+
+// waitStoredAtLeast waits until the orders table holds n rows or more.
+func waitStoredAtLeast(t testing.TB, db *sql.DB, n int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("at least %d orders stored", n), func() error {
+		if got := count(t, db, `SELECT count(*) FROM orders`); got < n {
+			return fmt.Errorf("%d stored", got)
+		}
+		return nil
+	})
+}
+
+// waitAcked waits until the server holds no unacknowledged message for
+// the test's channel: after that nothing can be redelivered.
+func (e *testEnv) waitAcked(t testing.TB) {
+	t.Helper()
+	eventually(t, "every message acknowledged", func() error {
+		n, err := e.nats.pending(e.vars["NATS_CHANNEL"])
+		if err != nil {
+			return err
+		}
+		if n != 0 {
+			return fmt.Errorf("%d unacknowledged", n)
+		}
+		return nil
+	})
+}
+
+func TestRacingPublishersAndPostStoreOnce(t *testing.T) {
+	env := newTestEnv(t)
+	svc := env.start(t)
+	body := orderWithID(t, "raced")
+
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msgs := make([][]byte, 20)
+			for i := range msgs {
+				msgs[i] = body
+			}
+			env.publish(t, msgs...)
+		}()
+	}
+	statuses := make(chan int, 5)
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses <- do(t, "POST", svc.base+"/api/models", "application/json", body).status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	created := 0
+	for st := range statuses {
+		switch st {
+		case http.StatusCreated:
+			created++
+		case http.StatusConflict:
+		default:
+			t.Errorf("POST status %d, want 201 or 409", st)
+		}
+	}
+	if created > 1 {
+		t.Errorf("%d POSTs created the order, want at most 1", created)
+	}
+
+	env.publish(t, orderWithID(t, "marker"))
+	getOK(t, svc.base+"/api/models/cache/marker")
+	env.waitAcked(t)
+	db := env.db(t)
+	if n := count(t, db, `SELECT count(*) FROM orders WHERE order_uid = 'raced'`); n != 1 {
+		t.Errorf("rows for the raced order = %d, want 1", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM rejected`); n != 0 {
+		t.Errorf("rejected rows = %d, want 0: identical copies are duplicates, not conflicts", n)
+	}
+	r := do(t, "GET", svc.base+"/api/models/cache/raced", "", nil)
+	if r.body != string(body) {
+		t.Errorf("cached raced order = %s, want %s", r.body, body)
+	}
+}
+
+func TestOrderThePostgresRefusesIsRejectedAlone(t *testing.T) {
+	env := newTestEnv(t)
+	svc := env.start(t)
+	db := env.db(t)
+	// Stand-in for any order PostgreSQL refuses although it passed
+	// validation: a trigger that raises a data exception.
+	_, err := db.Exec(`
+		CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.order_uid LIKE 'poison%' THEN
+				RAISE EXCEPTION 'poison order' USING ERRCODE = '22023';
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse_poison BEFORE INSERT ON orders
+			FOR EACH ROW EXECUTE FUNCTION refuse_poison();`)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	env.publish(t, orderWithID(t, "good-1"), orderWithID(t, "poison-1"), orderWithID(t, "good-2"))
+	getOK(t, svc.base+"/api/models/cache/good-1")
+	getOK(t, svc.base+"/api/models/cache/good-2")
+	env.waitAcked(t)
+
+	if n := count(t, db, `SELECT count(*) FROM orders`); n != 2 {
+		t.Errorf("orders stored = %d, want 2", n)
+	}
+	var reason string
+	if err := db.QueryRow(`SELECT reason FROM rejected WHERE sequence = 2`).Scan(&reason); err != nil {
+		t.Fatalf("no rejected row for the poison order: %v", err)
+	}
+	if !strings.Contains(reason, "database refused the order: poison order") {
+		t.Errorf("rejection reason = %q, want it to say the database refused the order", reason)
+	}
+
+	r := do(t, "GET", svc.base+"/api/rejected", "", nil)
+	var listed []rejectedJSON
+	if err := json.Unmarshal([]byte(r.body), &listed); err != nil || len(listed) != 1 || listed[0].Sequence != 2 {
+		t.Errorf("GET /api/rejected = %s, want one message with sequence 2", r.body)
+	}
+}
+
+func TestRejectedListPages(t *testing.T) {
+	env := newTestEnv(t)
+	svc := env.start(t)
+	env.publish(t, []byte("one"), []byte{0xff, 0xfe}, []byte("three"))
+	eventually(t, "three rejected", func() error {
+		if n := metric(t, svc.base, "rejected"); n != 3 {
+			return fmt.Errorf("%d rejected", n)
+		}
+		return nil
+	})
+
+	first := do(t, "GET", svc.base+"/api/rejected?limit=2", "", nil)
+	var page []rejectedJSON
+	json.Unmarshal([]byte(first.body), &page)
+	if len(page) != 2 || page[0].Payload == nil || *page[0].Payload != "one" || page[1].PayloadBase64 != "//4=" {
+		t.Fatalf("first page = %s, want \"one\" as text and 0xfffe in base64", first.body)
+	}
+	link := first.header.Get("Link")
+	want := fmt.Sprintf("</api/rejected?after=%d&limit=2>; rel=\"next\"", page[1].ID)
+	if link != want {
+		t.Fatalf("Link = %q, want %q", link, want)
+	}
+	second := do(t, "GET", svc.base+strings.TrimPrefix(strings.Split(link, ">")[0], "<"), "", nil)
+	json.Unmarshal([]byte(second.body), &page)
+	if len(page) != 1 || *page[0].Payload != "three" || second.header.Get("Link") != "" {
+		t.Errorf("second page = %s (Link %q), want only \"three\" and no Link", second.body, second.header.Get("Link"))
+	}
+	bad := do(t, "GET", svc.base+"/api/rejected?after=-1", "", nil)
+	wantStatus(t, "after=-1", bad, http.StatusBadRequest)
+}
+
+func TestSIGTERMFinishesAndRestartContinues(t *testing.T) {
+	env := newTestEnv(t)
+	svc := env.startProc(t)
+	svc.waitReady(t)
+	db := env.db(t)
+
+	// Publish at a pace that keeps ingestion going, and stop the
+	// service in the middle of it.
+	published := env.produceAsync(t, "-n", "3000", "-rate", "1500", "-q")
+	waitStoredAtLeast(t, db, 500)
+	svc.terminate(t)
+	stored := count(t, db, `SELECT count(*) FROM orders`)
+	if stored >= 3000 {
+		t.Fatalf("all orders were stored before the stop; the test did not stop mid-stream")
+	}
+	t.Logf("stopped with %d of 3000 orders stored", stored)
+
+	// The steps of a graceful shutdown, in order.
+	logs := svc.logs.String()
+	last := -1
+	for _, step := range []string{"shutting down", "http stopped", "stream closed", "database closed"} {
+		i := strings.Index(logs, "msg=\""+step+"\"")
+		if i < 0 {
+			i = strings.Index(logs, "msg="+step)
+		}
+		if i <= last {
+			t.Fatalf("shutdown step %q missing or out of order in:\n%s", step, logs)
+		}
+		last = i
+	}
+
+	published()
+	env.produce(t, "-n", "500", "-q") // published while the service is down
+	again := env.startProc(t)
+	again.waitReady(t)
+	waitStored(t, db, 3500)
+	env.waitAcked(t)
+	if n := count(t, db, `SELECT count(*) FROM rejected`); n != 0 {
+		t.Errorf("rejected = %d, want 0", n)
+	}
+	if n := metric(t, again.base, "cache_orders"); n != 3500 {
+		t.Errorf("cache holds %d orders, want 3500", n)
+	}
+}
+
+func TestKillDuringIngestionLosesNothing(t *testing.T) {
+	env := newTestEnv(t)
+	svc := env.startProc(t)
+	svc.waitReady(t)
+	db := env.db(t)
+
+	published := env.produceAsync(t, "-n", "4000", "-rate", "2000", "-q")
+	waitStoredAtLeast(t, db, 500)
+	svc.kill()
+	stored := count(t, db, `SELECT count(*) FROM orders`)
+	if stored >= 4000 {
+		t.Fatalf("all orders were stored before the kill; the test did not kill mid-stream")
+	}
+	t.Logf("killed with %d of 4000 orders stored", stored)
+
+	// Restart at once: the streaming server may still hold the dead
+	// process's client id, and the new one must wait it out.
+	again := env.startProc(t)
+	again.waitReady(t)
+	t.Logf("restarted; %d connection attempts were refused first", again.logs.count("stream connect failed"))
+	published()
+	waitStored(t, db, 4000)
+	env.waitAcked(t)
+	if n := metric(t, again.base, "cache_orders"); n != 4000 {
+		t.Errorf("cache holds %d orders, want 4000", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM rejected`); n != 0 {
+		t.Errorf("rejected = %d, want 0", n)
+	}
+}
+
+func TestNATSRestartMidStream(t *testing.T) {
+	env := newPrivateEnv(t)
+	svc := env.start(t)
+	db := env.db(t)
+
+	env.produce(t, "-n", "2000", "-q") // before
+	if err := env.nats.stop(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "readyz reports the stream down", func() error {
+		r := do(t, "GET", svc.base+"/readyz", "", nil)
+		if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, `"stream":"disconnected"`) {
+			return fmt.Errorf("readyz %d %s", r.status, r.body)
+		}
+		return nil
+	})
+	if err := env.nats.start(); err != nil {
+		t.Fatal(err)
+	}
+	env.produce(t, "-n", "1000", "-q") // during: before the service is back
+	eventually(t, "stream reconnected", func() error {
+		return svc.ready()
+	})
+	env.produce(t, "-n", "1000", "-q") // after
+
+	waitStored(t, db, 4000)
+	env.waitAcked(t)
+	if n := svc.logs.count("stream connected"); n < 2 {
+		t.Errorf("stream connected %d times, want a reconnection", n)
+	}
+}
+
+func TestPostgresOutage(t *testing.T) {
+	env := newPrivateEnv(t)
+	svc := env.start(t, "DB_TIMEOUT", "500ms")
+	body := orderWithID(t, "before-outage")
+	wantStatus(t, "POST", do(t, "POST", svc.base+"/api/models", "application/json", body), http.StatusCreated)
+
+	if err := env.pg.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The cache keeps serving; database routes fail fast with 503.
+	r := do(t, "GET", svc.base+"/api/models/cache/before-outage", "", nil)
+	wantStatus(t, "cache route during the outage", r, http.StatusOK)
+	for _, path := range []string{"/api/models/before-outage", "/api/models"} {
+		start := time.Now()
+		r := do(t, "GET", svc.base+path, "", nil)
+		took := time.Since(start)
+		wantStatus(t, "GET "+path+" during the outage", r, http.StatusServiceUnavailable)
+		if r.header.Get("Retry-After") == "" || took > 3*time.Second {
+			t.Errorf("GET %s took %v with Retry-After %q, want a quick 503 with Retry-After", path, took, r.header.Get("Retry-After"))
+		}
+		if msg := errorOf(t, r); strings.Contains(msg, "dial") || strings.Contains(msg, "pq:") {
+			t.Errorf("503 leaks internals: %q", msg)
+		}
+	}
+	r = do(t, "GET", svc.base+"/readyz", "", nil)
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, `"database":"down"`) {
+		t.Errorf("readyz during the outage = %d %s, want 503 naming the database down", r.status, r.body)
+	}
+
+	env.produce(t, "-n", "500", "-q")
+	if err := env.pg.start(); err != nil {
+		t.Fatal(err)
+	}
+	db := env.db(t)
+	waitStored(t, db, 501)
+	env.waitAcked(t)
+	if n := metric(t, svc.base, "cache_orders"); n != 501 {
+		t.Errorf("cache holds %d orders, want 501", n)
+	}
+	eventually(t, "ready again", svc.ready)
+}
+
+func TestServiceStartsBeforePostgres(t *testing.T) {
+	env := newPrivateEnv(t)
+	if err := env.pg.stop(); err != nil {
+		t.Fatal(err)
+	}
+	svc := env.startProc(t)
+	r := do(t, "GET", svc.base+"/readyz", "", nil)
+	if r.status != http.StatusServiceUnavailable {
+		t.Errorf("readyz without a database = %d, want 503", r.status)
+	}
+	if err := env.pg.start(); err != nil {
+		t.Fatal(err)
+	}
+	svc.waitReady(t)
+	env.produce(t)
+	getOK(t, svc.base+"/api/models/b563feb7b2b84b6test")
+}
+
+func TestSlowDatabaseRedeliveryStoresOnce(t *testing.T) {
+	env := newTestEnv(t)
+	svc := env.start(t, "ACK_WAIT", "1s")
+	db := env.db(t)
+	// The first batch takes longer than the acknowledgement wait, so the
+	// server sends its messages again while it is still being written.
+	_, err := db.Exec(`
+		CREATE TABLE slow_once (done bool NOT NULL);
+		INSERT INTO slow_once VALUES (false);
+		CREATE FUNCTION slow_first() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NOT (SELECT done FROM slow_once) THEN
+				UPDATE slow_once SET done = true;
+				PERFORM pg_sleep(2.5);
+			END IF;
+			RETURN NULL;
+		END $$;
+		CREATE TRIGGER slow_first AFTER INSERT ON orders
+			FOR EACH STATEMENT EXECUTE FUNCTION slow_first();`)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	env.produce(t, "-n", "200", "-q")
+	waitStored(t, db, 200)
+	env.waitAcked(t)
+	if n := metric(t, svc.base, "redelivered"); n == 0 {
+		t.Fatalf("no message was redelivered; the test did not slow the database enough")
+	}
+	if dup, ing := metric(t, svc.base, "duplicates"), metric(t, svc.base, "ingested"); ing != 200 || dup == 0 {
+		t.Errorf("ingested %d, duplicates %d; want 200 ingested and the redelivered copies counted as duplicates", ing, dup)
+	}
+	if n := count(t, db, `SELECT count(*) FROM orders`); n != 200 {
+		t.Errorf("orders = %d, want 200", n)
+	}
+}
+
+func TestDatabaseRouteOverloadAnswers503(t *testing.T) {
+	env := newTestEnv(t)
+	svc := env.start(t, "DB_MAX_CONNS", "2", "DB_TIMEOUT", "200ms")
+	wantStatus(t, "POST", do(t, "POST", svc.base+"/api/models", "application/json", orderWithID(t, "busy")), http.StatusCreated)
+
+	// Hold a lock every read waits for, so requests pile up on the two
+	// connections and must time out.
+	db := env.db(t)
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(`LOCK TABLE orders IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	statuses := make(chan response, 32)
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses <- do(t, "GET", svc.base+"/api/models/busy", "", nil)
+		}()
+	}
+	wg.Wait()
+	tx.Rollback()
+	close(statuses)
+	for r := range statuses {
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+			t.Fatalf("overloaded database route = %d %s (Retry-After %q), want 503 with Retry-After", r.status, r.body, r.header.Get("Retry-After"))
+		}
+	}
+
+	r := do(t, "GET", svc.base+"/api/models/busy", "", nil)
+	wantStatus(t, "after the load", r, http.StatusOK)
+}
