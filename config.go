@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/lib/pq"
 )
 
 // Config is the service's whole configuration.
@@ -34,8 +36,10 @@ type setting struct {
 // after printing usage for -h.
 func parseConfig(args []string, getenv func(string) string, output io.Writer) (Config, error) {
 	var c Config
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(output)
+	fs := flag.NewFlagSet("orders", flag.ContinueOnError)
+	// Parse errors are returned, and printed once by the caller; only
+	// -h prints the usage.
+	fs.SetOutput(io.Discard)
 	var settings []setting
 	define := func(name, env string, register func(name, usage string), usage string) {
 		register(name, usage+" (env "+env+")")
@@ -68,25 +72,26 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 	define("ack-wait", "ACK_WAIT", dur(&c.Stream.AckWait, 30*time.Second), "how long the streaming server waits for an acknowledgement before redelivering")
 	define("max-inflight", "MAX_INFLIGHT", num(&c.Stream.MaxInflight, 4096), "most unacknowledged messages the streaming server hands over")
 
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\n", fs.Name())
-		fmt.Fprintln(fs.Output(), "Stores orders from a NATS Streaming channel in PostgreSQL and serves them over HTTP.")
-		fmt.Fprintln(fs.Output(), "Every flag may be set instead by the environment variable named in its description;")
-		fmt.Fprint(fs.Output(), "a flag given on the command line wins.\n\n")
-		fs.PrintDefaults()
-	}
-
 	for _, s := range settings {
 		v := getenv(s.env)
 		if v == "" {
 			continue
 		}
 		if err := fs.Set(s.flag, v); err != nil {
-			return c, fmt.Errorf("invalid %s %q: %v", s.env, v, err)
+			return c, fmt.Errorf("invalid %s %q: %v", s.env, v, explain(fs.Lookup(s.flag), err))
 		}
 	}
 	if err := fs.Parse(args[1:]); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(output, "Usage: orders [flags]\n\n")
+			fmt.Fprintln(output, "Stores orders from a NATS Streaming channel in PostgreSQL and serves them over HTTP.")
+			fmt.Fprintln(output, "Every flag may be set instead by the environment variable named in its description;")
+			fmt.Fprint(output, "a flag given on the command line wins.\n\n")
+			fs.SetOutput(output)
+			fs.PrintDefaults()
+			return c, err
+		}
+		return c, fmt.Errorf("%v (run with -h for every setting)", err)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -94,7 +99,24 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 	return c, c.validate()
 }
 
-// validate checks the values no flag type checks.
+// explain makes a flag package parse error say what was wanted.
+func explain(f *flag.Flag, err error) error {
+	switch {
+	case strings.Contains(err.Error(), "parse error") && isDuration(f):
+		return errors.New("want a duration such as 500ms, 5s or 1m")
+	case strings.Contains(err.Error(), "parse error"):
+		return errors.New("want a whole number")
+	}
+	return err
+}
+
+func isDuration(f *flag.Flag) bool {
+	_, err := time.ParseDuration(f.DefValue)
+	return err == nil
+}
+
+// validate checks the values no flag type checks. It names each setting
+// by its flag and its variable, since either may have set it.
 func (c *Config) validate() error {
 	var errs []error
 	positive := func(name string, v int64) {
@@ -102,34 +124,67 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %d", name, v))
 		}
 	}
-	positive("DB_MAX_CONNS", int64(c.DBMaxConns))
-	positive("DB_TIMEOUT", int64(c.DBTimeout))
-	positive("MAX_BODY_BYTES", c.MaxBodyBytes)
-	positive("BATCH_SIZE", int64(c.Stream.BatchSize))
-	positive("BATCH_WAIT", int64(c.Stream.BatchWait))
-	positive("MAX_INFLIGHT", int64(c.Stream.MaxInflight))
+	positive("-db-max-conns (DB_MAX_CONNS)", int64(c.DBMaxConns))
+	positive("-db-timeout (DB_TIMEOUT)", int64(c.DBTimeout))
+	positive("-max-body-bytes (MAX_BODY_BYTES)", c.MaxBodyBytes)
+	positive("-batch-size (BATCH_SIZE)", int64(c.Stream.BatchSize))
+	positive("-batch-wait (BATCH_WAIT)", int64(c.Stream.BatchWait))
+	positive("-max-inflight (MAX_INFLIGHT)", int64(c.Stream.MaxInflight))
 	if c.Stream.AckWait < time.Second {
-		errs = append(errs, fmt.Errorf("ACK_WAIT must be at least 1s, got %s", c.Stream.AckWait))
+		errs = append(errs, fmt.Errorf("-ack-wait (ACK_WAIT) must be at least 1s, got %s", c.Stream.AckWait))
 	}
 	if c.Stream.MaxInflight < c.Stream.BatchSize {
-		errs = append(errs, fmt.Errorf("MAX_INFLIGHT (%d) must be at least BATCH_SIZE (%d), or batches never fill", c.Stream.MaxInflight, c.Stream.BatchSize))
+		errs = append(errs, fmt.Errorf("-max-inflight (MAX_INFLIGHT) is %d, less than -batch-size (BATCH_SIZE) %d, so batches could never fill", c.Stream.MaxInflight, c.Stream.BatchSize))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		errs = append(errs, fmt.Errorf("LOG_FORMAT must be text or json, got %q", c.LogFormat))
+		errs = append(errs, fmt.Errorf("-log-format (LOG_FORMAT) must be text or json, got %q", c.LogFormat))
+	}
+	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+		errs = append(errs, fmt.Errorf("-database-url (DATABASE_URL): %w", err))
+	}
+	if err := checkNATSURL(c.Stream.URL); err != nil {
+		errs = append(errs, fmt.Errorf("-nats-url (NATS_URL): %w", err))
 	}
 	for _, s := range []struct{ name, v string }{
-		{"DATABASE_URL", c.DatabaseURL},
-		{"NATS_URL", c.Stream.URL},
-		{"NATS_CLUSTER_ID", c.Stream.ClusterID},
-		{"NATS_CLIENT_ID", c.Stream.ClientID},
-		{"NATS_CHANNEL", c.Stream.Channel},
-		{"NATS_DURABLE", c.Stream.Durable},
+		{"-nats-cluster-id (NATS_CLUSTER_ID)", c.Stream.ClusterID},
+		{"-nats-client-id (NATS_CLIENT_ID)", c.Stream.ClientID},
+		{"-nats-channel (NATS_CHANNEL)", c.Stream.Channel},
+		{"-nats-durable (NATS_DURABLE)", c.Stream.Durable},
 	} {
 		if s.v == "" {
 			errs = append(errs, fmt.Errorf("%s must not be empty", s.name))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkNATSURL checks a NATS server URL, or a comma-separated list of
+// them for a cluster.
+func checkNATSURL(list string) error {
+	for _, s := range strings.Split(list, ",") {
+		u, err := url.Parse(strings.TrimSpace(s))
+		if err != nil || u.Host == "" {
+			return errors.New("want a URL such as nats://localhost:4222")
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("want a nats:// or tls:// URL, got a %s:// one", u.Scheme)
+		}
+	}
+	return nil
+}
+
+// checkDatabaseURL checks that lib/pq can parse a connection string,
+// without echoing it: parse errors quote the string, password and all.
+func checkDatabaseURL(dsn string) error {
+	if scheme, _, ok := strings.Cut(dsn, "://"); ok && scheme != "postgres" && scheme != "postgresql" {
+		return fmt.Errorf("want a postgres:// URL, got a %s:// one", scheme)
+	}
+	if _, err := pq.NewConnector(dsn); err != nil {
+		return errors.New("not a valid postgres:// URL or key=value connection string")
+	}
+	return nil
 }
 
 // LogValue lists the configuration for the start-up log line, with

@@ -246,7 +246,11 @@ func (s *server) list(w http.ResponseWriter, r *http.Request, scan scanFunc) {
 		if page, last, err = scan(r.Context(), page[:0], last, chunk); err != nil {
 			// The status line is gone; cut the response short so the
 			// client sees a broken body, not a shorter list.
-			s.log.Error("listing orders failed mid-response", "path", r.URL.Path, "err", err)
+			if r.Context().Err() != nil {
+				s.log.Debug("client left during a list", "path", r.URL.Path)
+			} else {
+				s.log.Error("listing orders failed mid-response", "path", r.URL.Path, "err", err)
+			}
 			panic(http.ErrAbortHandler)
 		}
 		if len(page) == 0 {
@@ -437,7 +441,11 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, ErrUnavailable) || status == http.StatusInternalServerError {
 		s.metrics.DBErrors.Add(1)
 	}
-	if status >= 500 {
+	switch {
+	case status == http.StatusServiceUnavailable:
+		// Expected while a dependency is down; the caller retries.
+		s.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	case status >= 500:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
 	if status == http.StatusServiceUnavailable {

@@ -57,6 +57,9 @@ func NewStore(dsn string, maxConns int) (*Store, error) {
 // Init connects, applies the schema and prepares the statements the
 // service uses. It may be called again after it fails.
 func (s *Store) Init(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return wrap("connecting to database", err)
+	}
 	if err := s.migrate(ctx); err != nil {
 		return err
 	}

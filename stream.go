@@ -183,14 +183,27 @@ func (in *Ingester) subscribe(items chan<- item, stop <-chan struct{}, lost chan
 	return sc, sub, nil
 }
 
+// reportEvery is how often the ingester logs what it stored, when it
+// stored anything.
+const reportEvery = 10 * time.Second
+
 // writeBatches gathers items into batches and saves them until stop is
 // closed, then saves what it has gathered.
 func (in *Ingester) writeBatches(items <-chan item, stop <-chan struct{}) {
 	batch := make([]item, 0, in.cfg.BatchSize)
 	timer := time.NewTimer(0)
 	<-timer.C
+	report := time.NewTicker(reportEvery)
+	defer report.Stop()
+	var reported int64
 	for {
 		select {
+		case <-report.C:
+			if n := in.metrics.Ingested.Value(); n != reported {
+				in.log.Info("orders ingested", "last", n-reported, "per", reportEvery, "total", n)
+				reported = n
+			}
+			continue
 		case it := <-items:
 			if len(batch) == 0 {
 				timer.Reset(in.cfg.BatchWait)
@@ -220,9 +233,12 @@ func (in *Ingester) flush(batch []item, stop <-chan struct{}) {
 	p := in.split(batch)
 
 	backoff := minBackoff
-	for {
+	for attempt := 1; ; attempt++ {
 		err := in.save(p)
 		if err == nil {
+			if attempt > 1 {
+				in.log.Info("batch saved after retrying", "orders", len(p.recs), "attempts", attempt)
+			}
 			break
 		}
 		in.metrics.DBErrors.Add(1)

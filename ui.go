@@ -4,6 +4,7 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"strings"
 )
 
 // swaggerUI holds the static Swagger UI files; swagger-ui/VERSION names
@@ -40,6 +41,10 @@ func swaggerHandler() http.Handler {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Write(index)
 		default:
+			if _, err := fs.Stat(files, strings.TrimPrefix(r.URL.Path, "/")); err != nil {
+				writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such file: /swagger" + r.URL.Path})
+				return
+			}
 			static.ServeHTTP(w, r)
 		}
 	})

@@ -127,7 +127,8 @@ start_nats() {
 		say "NATS Streaming already running (pid $pid)"
 		return
 	fi
-	nohup "$NSS" -a 127.0.0.1 -p "$NATS_PORT" -cid "$NATS_CLUSTER_ID" \
+	# A session of its own, so Ctrl-C in this terminal does not reach it.
+	setsid nohup "$NSS" -a 127.0.0.1 -p "$NATS_PORT" -cid "$NATS_CLUSTER_ID" \
 		-store file -dir "$DATA_DIR/nats" >"$DATA_DIR/nats.log" 2>&1 </dev/null &
 	echo $! >"$DATA_DIR/nats.pid"
 	wait_port "$NATS_PORT" 30 || die "NATS Streaming did not start; see $DATA_DIR/nats.log"
@@ -150,16 +151,24 @@ stop_nats() {
 	say "NATS Streaming stopped"
 }
 
+# status reports both servers and exits non-zero unless both run.
 status() {
-	local bin pgdata
+	local bin pgdata down=0
 	bin=$(find_pg_bin)
 	pgdata=$(pg_data_dir)
 	if [[ -f $pgdata/PG_VERSION ]] && as_pg "$bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
-		say "PostgreSQL running ($pgdata)"
+		say "PostgreSQL running on 127.0.0.1:$PGPORT ($pgdata)"
 	else
 		say "PostgreSQL not running"
+		down=1
 	fi
-	if pid=$(nats_pid); then say "NATS Streaming running (pid $pid)"; else say "NATS Streaming not running"; fi
+	if pid=$(nats_pid); then
+		say "NATS Streaming running on 127.0.0.1:$NATS_PORT (pid $pid)"
+	else
+		say "NATS Streaming not running"
+		down=1
+	fi
+	return $down
 }
 
 case ${1:-} in
