@@ -79,7 +79,7 @@ func TestHandlersStatusCodes(t *testing.T) {
 		{"post without content type", "POST", "/api/models", "", string(sampleOrder(t)), 415, "Content-Type must be application/json"},
 		{"post form", "POST", "/api/models", "application/x-www-form-urlencoded", "a=b", 415, "Content-Type must be application/json"},
 		{"post too large", "POST", "/api/models", "application/json", big, 413, "larger than 4096 bytes"},
-		{"post not JSON", "POST", "/api/models", "application/json", "{oops", 400, "invalid JSON at byte 2"},
+		{"post not JSON", "POST", "/api/models", "application/json", "{oops", 400, "invalid JSON at offset 1"},
 		{"post invalid order", "POST", "/api/models", "application/json; charset=utf-8", `{"order_uid":"x"}`, 400, "track_number: is required"},
 		{"post valid, database not connected", "POST", "/api/models", "application/json", string(sampleOrder(t)), 503, "database is not connected"},
 		{"list bad limit", "GET", "/api/models/cache?limit=0", "", "", 400, "limit must be an integer from 1 to 1000"},
@@ -225,5 +225,34 @@ func TestSwaggerUIIsServed(t *testing.T) {
 	r := serve(h, "GET", "/swagger", "", "")
 	if r.status != http.StatusMovedPermanently || r.header.Get("Location") != "/swagger/index.html" {
 		t.Errorf("GET /swagger = %d to %q, want a redirect to /swagger/index.html", r.status, r.header.Get("Location"))
+	}
+}
+
+func TestPanicBecomesA500ForThatRequestOnly(t *testing.T) {
+	var logs logBuffer
+	s := newCacheServer(t)
+	s.log = slog.New(slog.NewTextHandler(&logs, nil))
+	h := s.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/boom" {
+			panic("secret internal detail")
+		}
+		w.Write([]byte("fine"))
+	}))
+
+	r := serve(h, "GET", "/boom", "", "")
+	if r.status != http.StatusInternalServerError {
+		t.Fatalf("panicking handler answered %d, want 500", r.status)
+	}
+	if msg := errorOf(t, r); msg != "internal error" {
+		t.Errorf("error = %q, want \"internal error\" and nothing of the panic", msg)
+	}
+	if logs.count("handler panicked", "secret internal detail") != 1 {
+		t.Errorf("the panic was not logged:\n%s", logs.String())
+	}
+	if r := serve(h, "GET", "/ok", "", ""); r.status != http.StatusOK || r.body != "fine" {
+		t.Errorf("the next request got %d %q, want 200 fine", r.status, r.body)
+	}
+	if got := s.metrics.Responses.Get("5xx"); got == nil || got.String() != "1" {
+		t.Errorf("5xx responses counted = %v, want 1", got)
 	}
 }

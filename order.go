@@ -1,13 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/mail"
-	"reflect"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -110,79 +105,17 @@ func invalid(field, format string, args ...any) error {
 }
 
 // decodeOrder parses and validates one order document and returns it with
-// its canonical encoding. Unknown fields and trailing data are rejected.
-// The HTTP API and the stream both accept orders only through here, so
-// every stored body has the same shape.
+// its canonical encoding. The HTTP API and the stream both accept orders
+// only through here, so every stored body has the same shape.
 func decodeOrder(data []byte) (Record, error) {
-	var o Order
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&o); err != nil {
-		var syntax *json.SyntaxError
-		if errors.As(err, &syntax) && !bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("{")) {
-			return Record{}, invalid("", "not JSON: an order is a JSON object, starting with '{'")
-		}
-		return Record{}, describeJSONError(err)
+	o, err := parseOrder(data)
+	if err != nil {
+		return Record{}, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Record{}, invalid("", "unexpected data after the order object")
-	}
-
 	if err := o.Validate(); err != nil {
 		return Record{}, err
 	}
-
-	body, err := json.Marshal(&o)
-	if err != nil {
-		return Record{}, invalid("", "cannot encode order: %v", err)
-	}
-	return Record{UID: o.OrderUID, Body: body}, nil
-}
-
-// describeJSONError turns a decoding error into an InvalidError that names
-// the offending field where the decoder knows it.
-func describeJSONError(err error) error {
-	var (
-		syntax  *json.SyntaxError
-		typ     *json.UnmarshalTypeError
-		timeErr *time.ParseError
-	)
-	switch {
-	case errors.Is(err, io.EOF):
-		return invalid("", "empty document, want a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return invalid("", "invalid JSON: unexpected end of input")
-	case errors.As(err, &syntax):
-		return invalid("", "invalid JSON at byte %d: %s", syntax.Offset, strings.TrimPrefix(syntax.Error(), "json: "))
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return invalid("", "want a JSON object, got %s", typ.Value)
-		}
-		return invalid(typ.Field, "want %s, got %s", kindName(typ.Type), typ.Value)
-	case errors.As(err, &timeErr):
-		// date_created is the only time in an order.
-		return invalid("date_created", "want an RFC 3339 time such as 2021-11-26T06:22:19Z, got %q", timeErr.Value)
-	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	return invalid("", "%s", msg)
-}
-
-// kindName names a Go type the way a JSON author thinks of it.
-func kindName(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Int64:
-		return "an integer"
-	case reflect.String:
-		return "a string"
-	case reflect.Slice:
-		return "an array"
-	case reflect.Struct:
-		if t == reflect.TypeFor[time.Time]() {
-			return "an RFC 3339 time string"
-		}
-		return "an object"
-	}
-	return t.String()
+	return Record{UID: o.OrderUID, Body: appendOrder(make([]byte, 0, len(data)), &o)}, nil
 }
 
 // A textRule constrains one string field.
@@ -405,12 +338,36 @@ func isPhone(s string) bool {
 	return digits >= 5
 }
 
-// isEmail accepts a bare address (no display name) with a dotted domain.
+// isEmail accepts a bare address such as test@gmail.com: a local part of
+// letters, digits, dots and the other characters RFC 5322 allows
+// unquoted, and a domain of two or more dot-separated labels of letters,
+// digits and hyphens. Bytes past ASCII are allowed in both, for
+// internationalised addresses.
 func isEmail(s string) bool {
-	addr, err := mail.ParseAddress(s)
-	if err != nil || addr.Name != "" || addr.Address != s {
+	at := strings.LastIndexByte(s, '@')
+	if at < 1 || at > 64 {
 		return false
 	}
-	at := strings.LastIndexByte(s, '@')
-	return strings.Contains(s[at+1:], ".")
+	local, domain := s[:at], s[at+1:]
+	if local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
+		return false
+	}
+	for i := 0; i < len(local); i++ {
+		if c := local[i]; c < 0x80 && !isAlnum(c) && !strings.ContainsRune(".!#$%&'*+/=?^_`{|}~-", rune(c)) {
+			return false
+		}
+	}
+	labels := 0
+	for label := range strings.SplitSeq(domain, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; c < 0x80 && !isAlnum(c) && c != '-' {
+				return false
+			}
+		}
+		labels++
+	}
+	return labels >= 2
 }

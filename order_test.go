@@ -141,6 +141,13 @@ func TestDecodeOrderRules(t *testing.T) {
 		{"email without at", set("delivery.email", "test.gmail.com"), "delivery.email: is not a well-formed email address"},
 		{"email with display name", set("delivery.email", "Test <test@gmail.com>"), "delivery.email: is not a well-formed"},
 		{"email without dotted domain", set("delivery.email", "test@localhost"), "delivery.email: is not a well-formed"},
+		{"email with plus and dots", set("delivery.email", "first.last+tag@mail.example.co.uk"), ""},
+		{"email with two ats", set("delivery.email", "a@b@example.com"), "delivery.email: is not a well-formed"},
+		{"email with space", set("delivery.email", "a b@example.com"), "delivery.email: is not a well-formed"},
+		{"email with double dot", set("delivery.email", "a..b@example.com"), "delivery.email: is not a well-formed"},
+		{"email with empty label", set("delivery.email", "a@example..com"), "delivery.email: is not a well-formed"},
+		{"email with hyphen edge", set("delivery.email", "a@-example.com"), "delivery.email: is not a well-formed"},
+		{"email unicode", set("delivery.email", "тест@пример.рф"), ""},
 
 		{"payment missing", set("payment", nil), "payment.transaction: is required"},
 		{"transaction missing", set("payment.transaction", ""), "payment.transaction: is required"},
@@ -155,7 +162,8 @@ func TestDecodeOrderRules(t *testing.T) {
 		{"amount negative", set("payment.amount", -1), "payment.amount: must not be negative"},
 		{"amount fractional", set("payment.amount", 18.17), "payment.amount: want an integer, got number 18.17"},
 		{"amount as string", set("payment.amount", "1817"), "payment.amount: want an integer, got string"},
-		{"amount too large", set("payment.amount", 1e19), "payment.amount: want an integer"},
+		{"amount too large", set("payment.amount", 1e19), "payment.amount: 10000000000000000000 does not fit in a 64-bit integer"},
+		{"amount with exponent", set("payment.amount", json.Number("1e3")), "payment.amount: want an integer, got number 1e3"},
 		{"payment_dt negative", set("payment.payment_dt", -1), "payment.payment_dt: must not be negative"},
 		{"delivery_cost negative", set("payment.delivery_cost", -1), "payment.delivery_cost: must not be negative"},
 		{"goods_total negative", set("payment.goods_total", -1), "payment.goods_total: must not be negative"},
@@ -178,8 +186,14 @@ func TestDecodeOrderRules(t *testing.T) {
 		{"item sale at 100", set("items.sale", 100), ""},
 		{"item sale over 100", set("items.sale", 101), "items[0].sale: must be at most 100"},
 		{"item sale negative", set("items.sale", -1), "items[0].sale: must not be negative"},
-		{"unknown field", set("colour", "red"), `unknown field "colour"`},
-		{"unknown nested field", set("payment.tip", 5), `unknown field "tip"`},
+		{"unknown field", set("colour", "red"), "colour: unknown field"},
+		{"unknown nested field", set("payment.tip", 5), "payment.tip: unknown field"},
+		{"unknown item field", set("items.colour", "red"), "items[0].colour: unknown field"},
+		{"field name in another case", set("ORDER_UID", "x"), "ORDER_UID: unknown field"},
+		{"item not an object", set("items", []any{5}), "items[0]: want an object, got number 5"},
+		{"delivery not an object", set("delivery", "here"), "delivery: want an object, got string"},
+		{"item price as string", set("items.price", "453"), "items[0].price: want an integer, got string"},
+		{"order_uid as number", set("order_uid", 5), "order_uid: want a string, got number 5"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,7 +217,7 @@ func TestDecodeOrderItemLimits(t *testing.T) {
 	_, err := decodeOrder(modified(t, items(maxItems)))
 	checkDecodeErr(t, err, "")
 	_, err = decodeOrder(modified(t, items(maxItems+1)))
-	checkDecodeErr(t, err, "items: must hold at most 1000 items, got 1001")
+	checkDecodeErr(t, err, "items: must hold at most 1000 items")
 
 	// The path of a failing item names its index.
 	_, err = decodeOrder(modified(t, func(m map[string]any) {
@@ -226,7 +240,16 @@ func TestDecodeOrderMalformed(t *testing.T) {
 	}{
 		{"empty", "", "empty document"},
 		{"not JSON", "hello", "not JSON: an order is a JSON object"},
-		{"broken JSON", `{"order_uid" "x"}`, "invalid JSON at byte 14"},
+		{"number", "42", "want a JSON object, got number"},
+		{"broken JSON", `{"order_uid" "x"}`, "invalid JSON at offset 13: want ':' after an object key"},
+		{"duplicate key", `{"entry": "a", "entry": "b"}`, "entry: appears more than once"},
+		{"duplicate nested key", `{"payment": {"amount": 1, "amount": 2}}`, "payment.amount: appears more than once"},
+		{"invalid UTF-8", "{\"entry\": \"\xff\"}", "entry: is not valid UTF-8"},
+		{"control character", "{\"entry\": \"a\nb\"}", "control character in a string"},
+		{"bad escape", `{"entry": "\q"}`, "invalid escape"},
+		{"trailing comma", `{"entry": "a",}`, "want a quoted object key"},
+		{"leading comma", `{,"entry": "a"}`, "want a quoted object key"},
+		{"leading zero", `{"sm_id": 01}`, "want ',' or '}'"},
 		{"truncated", `{"order_uid": "x"`, "unexpected end of input"},
 		{"array", `[1,2]`, "want a JSON object, got array"},
 		{"string", `"order"`, "want a JSON object, got string"},
