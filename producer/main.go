@@ -42,12 +42,15 @@ func main() {
 type options struct {
 	file      string
 	count     int
+	maxItems  int
+	idPrefix  string
 	rate      float64
 	inflight  int
 	url       string
 	clusterID string
 	channel   string
 	quiet     bool
+	dryRun    bool
 }
 
 func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
@@ -58,16 +61,19 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return def
 	}
 	var o options
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs := flag.NewFlagSet("producer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.file, "file", "task/model.json", "order `file` to publish; - reads standard input, a folder publishes each *.json file in it")
 	fs.IntVar(&o.count, "n", 0, "publish this many copies, each with a fresh order_uid; 0 publishes each file once, unchanged")
+	fs.IntVar(&o.maxItems, "max-items", 0, "with -n, give copy i 1 + i%max-items items, copies of the first with their own rid and chrt_id; 0 keeps the file's items")
+	fs.StringVar(&o.idPrefix, "id-prefix", "", "with -n, number the copies' ids PREFIX00000001, PREFIX00000002, ... instead of random ones")
 	fs.Float64Var(&o.rate, "rate", 0, "most messages published per second; 0 for no limit")
 	fs.IntVar(&o.inflight, "inflight", 1024, "most publishes awaiting the server's acknowledgement")
 	fs.StringVar(&o.url, "nats-url", env("NATS_URL", "nats://localhost:4222"), "NATS server `URL` (env NATS_URL)")
 	fs.StringVar(&o.clusterID, "nats-cluster-id", env("NATS_CLUSTER_ID", "test-cluster"), "NATS Streaming cluster id (env NATS_CLUSTER_ID)")
 	fs.StringVar(&o.channel, "nats-channel", env("NATS_CHANNEL", "orders"), "channel to publish to (env NATS_CHANNEL)")
 	fs.BoolVar(&o.quiet, "q", false, "print only the final summary")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "print the messages, one per line, instead of publishing them")
 	if err := fs.Parse(args[1:]); err != nil {
 		return o, err
 	}
@@ -76,6 +82,10 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	case o.count < 0:
 		return o, fmt.Errorf("-n must not be negative, got %d", o.count)
+	case o.maxItems < 0:
+		return o, fmt.Errorf("-max-items must not be negative, got %d", o.maxItems)
+	case (o.maxItems > 0 || o.idPrefix != "") && o.count == 0:
+		return o, errors.New("-max-items and -id-prefix apply to copies; give -n too")
 	case o.rate < 0:
 		return o, fmt.Errorf("-rate must not be negative, got %g", o.rate)
 	case o.inflight < 1:
@@ -101,9 +111,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
-	next, total, err := messages(docs, o.count)
+	next, total, err := messages(docs, o)
 	if err != nil {
 		return err
+	}
+
+	if o.dryRun {
+		for i := range total {
+			data, _ := next(i)
+			stdout.Write(append(bytes.TrimSpace(data), '\n'))
+		}
+		return nil
 	}
 
 	clientID := "orders-producer-" + randomID()[:12]
@@ -131,12 +149,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	return nil
 }
 
-// A doc is one input document: its bytes, and for JSON objects a template
-// with the order_uid replaced by uidPlaceholder.
+// A doc is one input document, and its generic form when it is a JSON
+// object.
 type doc struct {
-	name     string
-	data     []byte
-	template [][]byte // parts between placeholders; nil if not an object
+	name string
+	data []byte
+	obj  map[string]any
+}
+
+func newDoc(name string, data []byte) doc {
+	d := doc{name: name, data: data}
+	if json.Unmarshal(data, &d.obj) != nil {
+		d.obj = nil
+	}
+	return d
 }
 
 // readDocs reads the input: a file, standard input, or each *.json file of
@@ -174,43 +200,98 @@ func readDocs(path string, stdin io.Reader) ([]doc, error) {
 	return docs, nil
 }
 
-// newDoc prepares a document for fresh ids. The payment's transaction id
-// follows the order_uid when the two were equal, as in real orders.
-func newDoc(name string, data []byte) doc {
-	d := doc{name: name, data: data}
-	var m map[string]any
-	if json.Unmarshal(data, &m) != nil {
-		return d
+// A template is a document split around its order_uid: the parts to join
+// with a fresh id.
+type template [][]byte
+
+// makeTemplate builds the template of a document with the given number of
+// items (0 keeps them as they are). The payment's transaction id follows
+// the order_uid when the two were equal, as in real orders.
+func makeTemplate(obj map[string]any, items int) (template, error) {
+	m := make(map[string]any, len(obj))
+	for k, v := range obj {
+		m[k] = v
 	}
 	uid, _ := m["order_uid"].(string)
 	m["order_uid"] = uidPlaceholder
 	if pay, ok := m["payment"].(map[string]any); ok && uid != "" && pay["transaction"] == uid {
-		pay["transaction"] = uidPlaceholder
+		p := make(map[string]any, len(pay))
+		for k, v := range pay {
+			p[k] = v
+		}
+		p["transaction"] = uidPlaceholder
+		m["payment"] = p
 	}
-	tmpl, err := json.Marshal(m)
+	if items > 0 {
+		list, _ := m["items"].([]any)
+		first, ok := anyFirst(list)
+		if !ok {
+			return nil, errors.New("-max-items needs a document with at least one item object")
+		}
+		copies := make([]any, items)
+		for j := range copies {
+			it := make(map[string]any, len(first))
+			for k, v := range first {
+				it[k] = v
+			}
+			if rid, ok := it["rid"].(string); ok && j > 0 {
+				it["rid"] = fmt.Sprintf("%s-%d", rid, j)
+			}
+			if chrt, ok := it["chrt_id"].(float64); ok {
+				it["chrt_id"] = chrt + float64(j)
+			}
+			copies[j] = it
+		}
+		m["items"] = copies
+	}
+	data, err := json.Marshal(m)
 	if err != nil {
-		return d
+		return nil, err
 	}
 	quoted, _ := json.Marshal(uidPlaceholder)
-	d.template = bytes.Split(tmpl, quoted[1:len(quoted)-1])
-	return d
+	return bytes.Split(data, quoted[1:len(quoted)-1]), nil
 }
 
-// messages returns a function yielding each message to publish, and their
-// number.
-func messages(docs []doc, count int) (func(i int) ([]byte, string), int, error) {
-	if count == 0 {
+func anyFirst(list []any) (map[string]any, bool) {
+	if len(list) == 0 {
+		return nil, false
+	}
+	m, ok := list[0].(map[string]any)
+	return m, ok
+}
+
+// messages returns a function yielding each message to publish with a
+// name to report it by, and their number.
+func messages(docs []doc, o options) (func(i int) ([]byte, string), int, error) {
+	if o.count == 0 {
 		return func(i int) ([]byte, string) { return docs[i].data, docs[i].name }, len(docs), nil
 	}
-	for _, d := range docs {
-		if d.template == nil {
+	variants := max(o.maxItems, 1)
+	templates := make([][]template, len(docs))
+	for i, d := range docs {
+		if d.obj == nil {
 			return nil, 0, fmt.Errorf("%s: not a JSON object, cannot give copies fresh ids; publish it without -n", d.name)
+		}
+		for k := range variants {
+			items := 0
+			if o.maxItems > 0 {
+				items = k + 1
+			}
+			t, err := makeTemplate(d.obj, items)
+			if err != nil {
+				return nil, 0, fmt.Errorf("%s: %w", d.name, err)
+			}
+			templates[i] = append(templates[i], t)
 		}
 	}
 	return func(i int) ([]byte, string) {
 		uid := randomID()
-		return bytes.Join(docs[i%len(docs)].template, []byte(uid)), uid
-	}, count, nil
+		if o.idPrefix != "" {
+			uid = fmt.Sprintf("%s%08d", o.idPrefix, i+1)
+		}
+		t := templates[i%len(docs)][i%variants]
+		return bytes.Join(t, []byte(uid)), uid
+	}, o.count, nil
 }
 
 // publisher publishes asynchronously and counts the server's answers.
