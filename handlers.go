@@ -69,6 +69,9 @@ func (s *server) routes() http.Handler {
 			rt.handler(s, w, r)
 		})
 	}
+	page, files := lookupHandler()
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /web/", files)
 	mux.Handle("GET /swagger/", http.StripPrefix("/swagger", swaggerHandler()))
 	mux.Handle("GET /swagger", http.RedirectHandler("/swagger/index.html", http.StatusMovedPermanently))
 	return s.instrument(s.jsonFallback(mux))

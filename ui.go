@@ -19,6 +19,43 @@ var swaggerUI embed.FS
 //go:embed swagger.json
 var swaggerSpec []byte
 
+// lookupPage holds the order lookup page served at / and its script and
+// style sheet.
+//
+//go:embed web
+var lookupPage embed.FS
+
+// lookupHandler serves the lookup page at / and its files under /web/.
+func lookupHandler() (page, files http.Handler) {
+	sub, err := fs.Sub(lookupPage, "web")
+	if err != nil {
+		panic(err) // the folder is embedded above
+	}
+	index, err := fs.ReadFile(sub, "index.html")
+	if err != nil {
+		panic(err)
+	}
+	page = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(index)
+	})
+	return page, http.StripPrefix("/web", staticFiles(sub, "/web"))
+}
+
+// staticFiles serves the files of fsys, answering a JSON 404 for a name it
+// does not hold; prefix is where it is mounted, for that message.
+func staticFiles(fsys fs.FS, prefix string) http.Handler {
+	files := http.FileServerFS(fsys)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/")
+		if info, err := fs.Stat(fsys, name); err != nil || info.IsDir() {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such file: " + prefix + r.URL.Path})
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
+}
+
 // swaggerHandler serves the Swagger UI files and swagger.json at the root
 // of its own path space.
 func swaggerHandler() http.Handler {
@@ -30,7 +67,7 @@ func swaggerHandler() http.Handler {
 	if err != nil {
 		panic(err)
 	}
-	static := http.FileServerFS(files)
+	static := staticFiles(files, "/swagger")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/swagger.json":
@@ -41,10 +78,6 @@ func swaggerHandler() http.Handler {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Write(index)
 		default:
-			if _, err := fs.Stat(files, strings.TrimPrefix(r.URL.Path, "/")); err != nil {
-				writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such file: /swagger" + r.URL.Path})
-				return
-			}
 			static.ServeHTTP(w, r)
 		}
 	})

@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# The service's benchmark, with its references measured in the same run on
+# the same machine:
+#
+#   1. PostgreSQL and NATS Streaming start as scripts/services.sh starts
+#      them (on free ports, data in a temporary folder); the service, the
+#      producer and the reference server are built with go build.
+#   2. N orders (unique ids, 1 to 5 items) go through the stream with the
+#      producer; ingestion is timed from the first publish to the last
+#      order committed, and set against a plain COPY of the same rows.
+#   3. wrk drives the cache route, the database route and cache paging at
+#      -c5 and -c64, interleaved with the references: a bare net/http
+#      server holding the same bytes (bench/bare) and pgbench -M prepared
+#      running the database route's key lookup.
+#   4. The service restarts on the loaded database: time to ready, and its
+#      resident memory once warm.
+#
+#   bench/run.sh [-n orders] [-d seconds per wrk run] [-o results.md]
+#
+# Prints one table; with -o also writes it, with the machine's details, to
+# a file (bench/RESULTS.md keeps the last full run). A run whose wrk or
+# pgbench saw any error or non-2xx answer is marked FAILED, not counted.
+# Needs wrk and pgbench (Debian: apt-get install wrk postgresql-client).
+set -euo pipefail
+
+n=100000
+dur=10
+out=
+while getopts "n:d:o:" opt; do
+	case $opt in
+	n) n=$OPTARG ;;
+	d) dur=$OPTARG ;;
+	o) out=$OPTARG ;;
+	*) exit 2 ;;
+	esac
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+for tool in wrk pgbench psql curl; do
+	command -v $tool >/dev/null || { echo "bench: $tool is not installed" >&2; exit 1; }
+done
+
+work=$(mktemp -d /tmp/orders-bench.XXXXXX)
+chmod 755 "$work"
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 20000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+	done
+}
+export DATA_DIR=$work/data PGPORT=$(free_port) NATS_PORT=$(free_port)
+http_port=$(free_port)
+bare_port=$(free_port)
+export DATABASE_URL="postgres://orders:orders@127.0.0.1:$PGPORT/orders?sslmode=disable"
+export NATS_URL="nats://127.0.0.1:$NATS_PORT"
+export HTTP_ADDR="127.0.0.1:$http_port"
+export PGPASSWORD=orders
+base="http://$HTTP_ADDR"
+bare="http://127.0.0.1:$bare_port"
+
+svc_pid= bare_pid=
+cleanup() {
+	for pid in $svc_pid $bare_pid; do
+		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+	done
+	"$root/scripts/services.sh" stop >/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+log() { echo "bench: $*" >&2; }
+now() { date +%s.%N; }
+since() { echo "$(now) - $1" | bc -l; }
+sql() { psql -h 127.0.0.1 -p "$PGPORT" -U orders -d orders -tAq -c "$1"; }
+metric() { curl -s "$base/debug/vars" | grep -o "\"$1\": *[0-9]*" | grep -o '[0-9]*$'; }
+
+start_service() {
+	"$work/orders" >>"$work/service.log" 2>&1 &
+	svc_pid=$!
+	until curl -sf "$base/readyz" >/dev/null; do
+		kill -0 "$svc_pid" 2>/dev/null || { cat "$work/service.log" >&2; exit 1; }
+		sleep 0.01
+	done
+}
+
+started=$(now)
+log "building; data in $work"
+"$root/scripts/services.sh" start >/dev/null
+(cd "$root" && go build -o "$work/orders" . && go build -o "$work/producer" ./producer &&
+	go build -o "$work/bare" ./bench/bare)
+start_service
+
+# 2. Ingestion through the stream, acknowledged after commit.
+log "publishing $n orders"
+t0=$(now)
+"$work/producer" -n "$n" -max-items 5 -id-prefix bench- -q >"$work/producer.log"
+until [[ $(metric ingested) -ge $n ]]; do sleep 0.01; done
+ingest_secs=$(since "$t0")
+ingest_rate=$(echo "$n / $ingest_secs" | bc -l)
+json_bytes=$(sql "SELECT sum(octet_length(body::text)) FROM orders")
+
+sql "\\copy (SELECT order_uid, body FROM orders) TO '$work/orders.tsv'"
+sql "CREATE TABLE copy_ref (order_uid text COLLATE \"C\" PRIMARY KEY, body json NOT NULL)"
+t0=$(now)
+sql "\\copy copy_ref FROM '$work/orders.tsv'"
+copy_secs=$(since "$t0")
+copy_rate=$(echo "$n / $copy_secs" | bc -l)
+sql "DROP TABLE copy_ref"
+
+"$work/bare" -addr "127.0.0.1:$bare_port" -from "$base" 2>>"$work/bare.log" &
+bare_pid=$!
+until curl -sf "$bare/api/models/cache/bench-00000001" >/dev/null; do sleep 0.05; done
+
+# results: name|rate|p50|p99|errors|non2xx
+results=()
+
+# wrk_run name conns url-template
+wrk_run() {
+	local name=$1 conns=$2 path=$3 host=$4 f=$work/wrk.out
+	BENCH_PATH=$path BENCH_N=$n wrk -t2 -c"$conns" -d"${dur}s" --latency -s "$root/bench/ids.lua" "$host" >"$f" 2>&1
+	local rate p50 p99 errs non2xx
+	rate=$(awk '/^Requests\/sec/ {print $2}' "$f")
+	p50=$(awk '$1 == "50%" {print $2}' "$f")
+	p99=$(awk '$1 == "99%" {print $2}' "$f")
+	errs=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$f")
+	non2xx=$(awk '/Non-2xx/ {print $5}' "$f")
+	results+=("$name|${rate:-0}|$p50|$p99|${errs:-0}|${non2xx:-0}")
+	log "$name: ${rate:-?} req/s, p50 $p50, p99 $p99, errors ${errs:-0}, non-2xx ${non2xx:-0}"
+}
+
+pgbench_run() {
+	local name=$1 conns=$2 f=$work/pgbench.out
+	pgbench -h 127.0.0.1 -p "$PGPORT" -U orders -n -M prepared -c "$conns" -j 2 -T "$dur" \
+		-D orders="$n" -f "$root/bench/lookup.sql" orders >"$f" 2>&1 || true
+	local rate lat failed
+	rate=$(awk '/^tps/ {print $3}' "$f")
+	lat=$(awk '/^latency average/ {print $4 $5}' "$f")
+	failed=$(awk '/failed transactions/ {print $4}' "$f")
+	results+=("$name|${rate:-0}|avg $lat|-|${failed:-0}|0")
+	log "$name: ${rate:-?} tps, latency average $lat, failed ${failed:-?}"
+}
+
+for c in 5 64; do
+	wrk_run "bare net/http -c$c" $c "/api/models/cache/%s" "$bare"
+	wrk_run "cache route -c$c" $c "/api/models/cache/%s" "$base"
+	pgbench_run "pgbench lookup -c$c" $c
+	wrk_run "database route -c$c" $c "/api/models/%s" "$base"
+	wrk_run "cache page of 100 -c$c" $c "/api/models/cache?limit=100&after=%s" "$base"
+done
+
+# 4. Restart on the loaded database.
+kill "$svc_pid"
+wait "$svc_pid" || true
+t0=$(now)
+start_service
+startup_secs=$(since "$t0")
+BENCH_PATH=/api/models/cache/%s BENCH_N=$n wrk -t2 -c5 -d2s -s "$root/bench/ids.lua" "$base" >/dev/null
+rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$svc_pid/status")
+
+# The table.
+field() { echo "$1" | cut -d'|' -f"$2"; }
+find_rate() {
+	local r
+	for r in "${results[@]}"; do
+		[[ $(field "$r" 1) == "$1" ]] && { field "$r" 2; return; }
+	done
+}
+failed() {
+	local r
+	for r in "${results[@]}"; do
+		if [[ $(field "$r" 1) == "$1" ]]; then
+			[[ $(field "$r" 5) != 0 || $(field "$r" 6) != 0 ]]
+			return
+		fi
+	done
+}
+ratio() { echo "scale=2; $1 / $2" | bc -l; }
+
+{
+	echo "| figure | service | reference | ratio | p50 | p99 | errors | non-2xx |"
+	echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+	printf "| ingestion through the stream, orders/s | %.0f | COPY %.0f | %s | | | | |\n" \
+		"$ingest_rate" "$copy_rate" "$(ratio "$ingest_rate" "$copy_rate")"
+	for c in 5 64; do
+		for r in "${results[@]}"; do
+			name=$(field "$r" 1)
+			[[ $name == *"-c$c" ]] || continue
+			rate=$(field "$r" 2)
+			ref= rratio=
+			case $name in
+			"cache route"*)
+				ref=$(find_rate "bare net/http -c$c")
+				rratio=$(ratio "$rate" "$ref")
+				ref="bare $(printf %.0f "$ref")"
+				;;
+			"database route"*)
+				b=$(find_rate "bare net/http -c$c")
+				p=$(find_rate "pgbench lookup -c$c")
+				limit=$(echo "1 / (1 / $b + 1 / $p)" | bc -l)
+				rratio=$(ratio "$rate" "$limit")
+				ref="serial limit $(printf %.0f "$limit")"
+				;;
+			esac
+			shown=$(printf %.0f "$rate")
+			if failed "$name"; then shown="FAILED ($shown)"; rratio=; fi
+			echo "| $name, req/s | $shown | $ref | $rratio | $(field "$r" 3) | $(field "$r" 4) | $(field "$r" 5) | $(field "$r" 6) |"
+		done
+	done
+	printf "| start-up with %d orders, s | %.2f | | | | | | |\n" "$n" "$startup_secs"
+	printf "| resident memory, MiB (orders' JSON: %.0f MiB) | %.0f | | %s | | | | |\n" \
+		"$(echo "$json_bytes / 1048576" | bc -l)" "$(echo "$rss_kb / 1024" | bc -l)" "$(ratio "$rss_kb * 1024" "$json_bytes")"
+} >"$work/table.md"
+
+cat "$work/table.md"
+total_secs=$(since "$started")
+log "done in $(printf %.0f "$total_secs") s"
+
+if [[ -n $out ]]; then
+	{
+		echo "# Benchmark results"
+		echo
+		echo "\`bench/run.sh -n $n -d $dur\` on $(date -u +%Y-%m-%d): $(nproc) cores,"
+		echo "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB;"
+		echo "$(go version | cut -d' ' -f3), PostgreSQL $(psql --version | awk '{print $3}'), wrk and the service sharing the cores."
+		echo "The run took $(printf %.0f "$total_secs") s."
+		echo
+		cat "$work/table.md"
+	} >"$out"
+	log "wrote $out"
+fi
