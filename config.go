@@ -23,6 +23,8 @@ type Config struct {
 	MaxBodyBytes int64
 	LogFormat    string
 	LogLevel     slog.Level
+	LogRequests  bool
+	Pprof        bool
 	Stream       StreamConfig
 }
 
@@ -62,6 +64,8 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 	define("max-body-bytes", "MAX_BODY_BYTES", func(name, usage string) { fs.Int64Var(&c.MaxBodyBytes, name, 1<<20, usage) }, "largest request body accepted; larger ones get 413")
 	define("log-format", "LOG_FORMAT", str(&c.LogFormat, "text"), "log format: text or json")
 	define("log-level", "LOG_LEVEL", func(name, usage string) { fs.TextVar(&c.LogLevel, name, slog.LevelInfo, usage) }, "least level logged: debug, info, warn or error")
+	define("log-requests", "LOG_REQUESTS", func(name, usage string) { fs.BoolVar(&c.LogRequests, name, false, usage) }, "log every HTTP request: method, path, status, duration")
+	define("pprof", "PPROF", func(name, usage string) { fs.BoolVar(&c.Pprof, name, false, usage) }, "serve net/http/pprof profiles under /debug/pprof/")
 	define("nats-url", "NATS_URL", str(&c.Stream.URL, "nats://localhost:4222"), "NATS server `URL`")
 	define("nats-cluster-id", "NATS_CLUSTER_ID", str(&c.Stream.ClusterID, "test-cluster"), "NATS Streaming cluster id")
 	define("nats-client-id", "NATS_CLIENT_ID", str(&c.Stream.ClientID, "orders-service"), "NATS Streaming client id; unique per running instance and stable across restarts")
@@ -104,6 +108,8 @@ func explain(f *flag.Flag, err error) error {
 	switch {
 	case strings.Contains(err.Error(), "parse error") && isDuration(f):
 		return errors.New("want a duration such as 500ms, 5s or 1m")
+	case strings.Contains(err.Error(), "parse error") && (f.DefValue == "true" || f.DefValue == "false"):
+		return errors.New("want true or false")
 	case strings.Contains(err.Error(), "parse error"):
 		return errors.New("want a whole number")
 	}
@@ -207,6 +213,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("max_inflight", c.Stream.MaxInflight),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.Bool("log_requests", c.LogRequests),
+		slog.Bool("pprof", c.Pprof),
 	)
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strconv"
 	"sync/atomic"
@@ -35,6 +36,9 @@ type server struct {
 	ingester  *Ingester
 	dbTimeout time.Duration
 	maxBody   int64
+	// logRequests logs a line per request; pprof serves profiles.
+	logRequests bool
+	pprof       bool
 
 	dbReady    atomic.Bool
 	cacheReady atomic.Bool
@@ -74,6 +78,13 @@ func (s *server) routes() http.Handler {
 	mux.Handle("GET /web/", files)
 	mux.Handle("GET /swagger/", http.StripPrefix("/swagger", swaggerHandler()))
 	mux.Handle("GET /swagger", http.RedirectHandler("/swagger/index.html", http.StatusMovedPermanently))
+	if s.pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return s.instrument(s.jsonFallback(mux))
 }
 

@@ -580,3 +580,6 @@ func (b *logBuffer) count(subs ...string) int {
 	}
 	return n
 }
+
+// errNotYet is what a polled condition returns until it holds.
+var errNotYet = errors.New("not yet")

@@ -63,14 +63,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	svc := NewService(store, cache)
 	ingester := NewIngester(cfg.Stream, svc, log, metrics)
 	srv := &server{
-		log:       log,
-		metrics:   metrics,
-		store:     store,
-		cache:     cache,
-		svc:       svc,
-		ingester:  ingester,
-		dbTimeout: cfg.DBTimeout,
-		maxBody:   cfg.MaxBodyBytes,
+		log:         log,
+		metrics:     metrics,
+		store:       store,
+		cache:       cache,
+		svc:         svc,
+		ingester:    ingester,
+		dbTimeout:   cfg.DBTimeout,
+		maxBody:     cfg.MaxBodyBytes,
+		logRequests: cfg.LogRequests,
+		pprof:       cfg.Pprof,
 	}
 
 	// Listen before anything slow, so a taken port fails at once and

@@ -4,12 +4,18 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"time"
 )
 
-// instrument wraps the routes: it counts every response by status class
-// and turns a panic in a handler into a logged 500 for that request alone.
+// instrument wraps the routes: it counts every response by status class,
+// turns a panic in a handler into a logged 500 for that request alone, and
+// logs each request when asked to.
 func (s *server) instrument(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var start time.Time
+		if s.logRequests {
+			start = time.Now()
+		}
 		sw := statusWriters.Get().(*statusWriter)
 		sw.ResponseWriter, sw.status = w, 0
 		defer func() {
@@ -23,6 +29,9 @@ func (s *server) instrument(h http.Handler) http.Handler {
 				}
 			}
 			s.metrics.countResponse(sw.code())
+			if s.logRequests {
+				s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.code(), "took", time.Since(start))
+			}
 			sw.ResponseWriter = nil
 			statusWriters.Put(sw)
 		}()
