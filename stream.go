@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,12 @@ type StreamConfig struct {
 	MaxInflight int
 }
 
+// Bounds on the memory ingestion uses, whatever the size of messages.
+const (
+	maxPendingBytes = 64 << 20 // taken from the stream and not yet written
+	maxBatchBytes   = 8 << 20  // written in one transaction
+)
+
 // Timing of the stream's retries and checks.
 const (
 	connectWait     = 5 * time.Second
@@ -54,6 +61,7 @@ type Ingester struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	connected atomic.Bool
+	pending   budget // bytes of messages taken and not yet written
 }
 
 // NewIngester returns an Ingester that saves orders through svc.
@@ -81,6 +89,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 	items := make(chan item, in.cfg.MaxInflight)
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	in.pending.init(maxPendingBytes, stop)
 	go func() {
 		defer close(done)
 		in.writeBatches(items, stop)
@@ -159,12 +168,19 @@ func (in *Ingester) subscribe(items chan<- item, stop <-chan struct{}, lost chan
 		if m.Redelivered {
 			in.metrics.Redelivered.Add(1)
 		}
+		// Wait while too many bytes are in the pipeline. Meanwhile the
+		// server holds back the rest (MaxInflight), and what the client
+		// library holds beyond its own limit comes back after AckWait.
+		if !in.pending.acquire(int64(len(m.Data))) {
+			return
+		}
 		it := item{msg: m}
 		it.rec, it.err = decodeOrder(m.Data)
 		select {
 		case items <- it:
 		case <-stop:
 			// Not acknowledged: the server delivers it again.
+			in.pending.release(int64(len(m.Data)))
 		}
 	}
 	sub, err := sc.Subscribe(in.cfg.Channel, handle,
@@ -196,6 +212,7 @@ func (in *Ingester) writeBatches(items <-chan item, stop <-chan struct{}) {
 	report := time.NewTicker(reportEvery)
 	defer report.Stop()
 	var reported int64
+	batchBytes := 0
 	for {
 		select {
 		case <-report.C:
@@ -209,7 +226,8 @@ func (in *Ingester) writeBatches(items <-chan item, stop <-chan struct{}) {
 				timer.Reset(in.cfg.BatchWait)
 			}
 			batch = append(batch, it)
-			if len(batch) < in.cfg.BatchSize {
+			batchBytes += len(it.msg.Data)
+			if len(batch) < in.cfg.BatchSize && batchBytes < maxBatchBytes {
 				continue
 			}
 			timer.Stop()
@@ -219,7 +237,7 @@ func (in *Ingester) writeBatches(items <-chan item, stop <-chan struct{}) {
 			return
 		}
 		in.flush(batch, stop)
-		batch = batch[:0]
+		batch, batchBytes = batch[:0], 0
 	}
 }
 
@@ -230,6 +248,13 @@ func (in *Ingester) flush(batch []item, stop <-chan struct{}) {
 	if len(batch) == 0 {
 		return
 	}
+	defer func() {
+		var n int64
+		for _, it := range batch {
+			n += int64(len(it.msg.Data))
+		}
+		in.pending.release(n)
+	}()
 	p := in.split(batch)
 
 	backoff := minBackoff
@@ -401,4 +426,55 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// budget counts bytes against a limit. acquire waits while the limit is
+// reached, except that one request is always let through alone, however
+// large, so a message bigger than the limit cannot stall ingestion. It is
+// safe for concurrent use once init has been called.
+type budget struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	used    int64
+	limit   int64
+	waiting int // acquires waiting for room
+	stopped bool
+}
+
+// init sets the limit and makes waiting acquires give up once stop closes.
+func (b *budget) init(limit int64, stop <-chan struct{}) {
+	b.cond.L = &b.mu
+	b.limit = limit
+	go func() {
+		<-stop
+		b.mu.Lock()
+		b.stopped = true
+		b.mu.Unlock()
+		b.cond.Broadcast()
+	}()
+}
+
+// acquire takes n bytes, waiting for room, and reports false if it gave up
+// because the ingester is stopping.
+func (b *budget) acquire(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.used > 0 && b.used+n > b.limit && !b.stopped {
+		b.waiting++
+		b.cond.Wait()
+		b.waiting--
+	}
+	if b.stopped {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+// release returns n bytes.
+func (b *budget) release(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	b.cond.Broadcast()
 }
