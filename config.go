@@ -130,11 +130,16 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %d", name, v))
 		}
 	}
+	positiveTime := func(name string, v time.Duration) {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, v))
+		}
+	}
 	positive("-db-max-conns (DB_MAX_CONNS)", int64(c.DBMaxConns))
-	positive("-db-timeout (DB_TIMEOUT)", int64(c.DBTimeout))
+	positiveTime("-db-timeout (DB_TIMEOUT)", c.DBTimeout)
 	positive("-max-body-bytes (MAX_BODY_BYTES)", c.MaxBodyBytes)
 	positive("-batch-size (BATCH_SIZE)", int64(c.Stream.BatchSize))
-	positive("-batch-wait (BATCH_WAIT)", int64(c.Stream.BatchWait))
+	positiveTime("-batch-wait (BATCH_WAIT)", c.Stream.BatchWait)
 	positive("-max-inflight (MAX_INFLIGHT)", int64(c.Stream.MaxInflight))
 	if c.Stream.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("-ack-wait (ACK_WAIT) must be at least 1s, got %s", c.Stream.AckWait))
@@ -151,17 +156,35 @@ func (c *Config) validate() error {
 	if err := checkNATSURL(c.Stream.URL); err != nil {
 		errs = append(errs, fmt.Errorf("-nats-url (NATS_URL): %w", err))
 	}
-	for _, s := range []struct{ name, v string }{
-		{"-nats-cluster-id (NATS_CLUSTER_ID)", c.Stream.ClusterID},
-		{"-nats-client-id (NATS_CLIENT_ID)", c.Stream.ClientID},
-		{"-nats-channel (NATS_CHANNEL)", c.Stream.Channel},
-		{"-nats-durable (NATS_DURABLE)", c.Stream.Durable},
+	for _, s := range []struct {
+		name, v string
+		ok      func(string) bool
+		want    string
+	}{
+		{"-nats-cluster-id (NATS_CLUSTER_ID)", c.Stream.ClusterID, isToken, "letters, digits, '-', '_' and '.'"},
+		{"-nats-client-id (NATS_CLIENT_ID)", c.Stream.ClientID, isClientID, "letters, digits, '-' and '_'"},
+		{"-nats-channel (NATS_CHANNEL)", c.Stream.Channel, isToken, "letters, digits, '-', '_' and '.'"},
+		{"-nats-durable (NATS_DURABLE)", c.Stream.Durable, isClientID, "letters, digits, '-' and '_'"},
 	} {
-		if s.v == "" {
-			errs = append(errs, fmt.Errorf("%s must not be empty", s.name))
+		if !s.ok(s.v) {
+			errs = append(errs, fmt.Errorf("%s must be non-empty %s, got %q", s.name, s.want, s.v))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// isClientID accepts what NATS Streaming takes as a client id.
+func isClientID(s string) bool {
+	return s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == ""
+}
+
+// isToken accepts a NATS subject of plain tokens: no spaces, no wildcards,
+// no empty token.
+func isToken(s string) bool {
+	if strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
+		return false
+	}
+	return isClientID(strings.ReplaceAll(s, ".", ""))
 }
 
 // checkNATSURL checks a NATS server URL, or a comma-separated list of

@@ -55,7 +55,11 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{nil, []string{"-database-url", "mysql://x"}, "want a postgres:// URL"},
 		{nil, []string{"-database-url", "host=x port=notaport password=hunter2"}, "not a valid postgres:// URL"},
 		{nil, []string{"-nats-url", "http://x"}, "want a nats:// or tls:// URL"},
-		{nil, []string{"-nats-channel", ""}, "-nats-channel (NATS_CHANNEL) must not be empty"},
+		{nil, []string{"-nats-channel", ""}, "-nats-channel (NATS_CHANNEL) must be non-empty"},
+		{nil, []string{"-nats-channel", "a b"}, `-nats-channel (NATS_CHANNEL) must be non-empty letters, digits, '-', '_' and '.', got "a b"`},
+		{nil, []string{"-nats-channel", "orders.*"}, "-nats-channel (NATS_CHANNEL) must be"},
+		{nil, []string{"-nats-client-id", "svc.1"}, "-nats-client-id (NATS_CLIENT_ID) must be"},
+		{nil, []string{"-db-timeout", "-1s"}, "-db-timeout (DB_TIMEOUT) must be positive, got -1s"},
 		{nil, []string{"-no-such-flag"}, "flag provided but not defined"},
 		{nil, []string{"stray"}, "unexpected arguments: stray"},
 	}

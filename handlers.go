@@ -2,26 +2,19 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
-	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
-)
-
-// Limits of the list routes.
-const (
-	maxPageLimit = 1000 // largest limit a client may ask for
-	scanChunk    = 256  // orders read per step when streaming a whole list
 )
 
 // server serves the HTTP API. Its dependencies are set before it serves;
@@ -90,9 +83,12 @@ func (s *server) routes() http.Handler {
 
 // Errors a request can cause before it reaches the store.
 var (
-	errNotJSON      = &httpError{http.StatusUnsupportedMediaType, "Content-Type must be application/json"}
-	errCacheLoading = &httpError{http.StatusServiceUnavailable, "cache is still loading, retry later"}
-	errDBStarting   = &httpError{http.StatusServiceUnavailable, "database is not connected yet, retry later"}
+	errNotJSON       = &httpError{http.StatusUnsupportedMediaType, "Content-Type must be application/json"}
+	errNotUTF8       = &httpError{http.StatusUnsupportedMediaType, "Content-Type charset must be utf-8"}
+	errCacheLoading  = &httpError{http.StatusServiceUnavailable, "cache is still loading, retry later"}
+	errDBStarting    = &httpError{http.StatusServiceUnavailable, "database is not connected yet, retry later"}
+	errBodyTimeout   = &httpError{http.StatusRequestTimeout, "the request body did not arrive in time"}
+	errDBUnavailable = fmt.Errorf("%w: no answer within the deadline", ErrUnavailable)
 )
 
 // An httpError is an error whose status and message go to the client as
@@ -107,27 +103,26 @@ func (e *httpError) Error() string { return e.msg }
 // handleList serves GET /api/models: orders from the database, in
 // order_uid order, optionally one page at a time.
 func (s *server) handleList(w http.ResponseWriter, r *http.Request) {
-	if !s.dbReady.Load() {
-		s.error(w, r, errDBStarting)
-		return
-	}
-	s.list(w, r, func(ctx context.Context, dst [][]byte, after string, n int) ([][]byte, string, error) {
-		ctx, cancel := context.WithTimeout(ctx, s.dbTimeout)
-		defer cancel()
-		return s.store.Scan(ctx, dst, after, n)
+	s.list(w, r, func(ctx context.Context, dst [][]byte, after string, n int) (page, error) {
+		if !s.dbReady.Load() {
+			return page{}, errDBStarting
+		}
+		return callDB(ctx, s.dbTimeout, func(ctx context.Context) (page, error) {
+			bodies, last, err := s.store.Scan(ctx, dst, after, n)
+			return page{bodies, last}, err
+		})
 	})
 }
 
 // handleCacheList serves GET /api/models/cache: the same list as
 // handleList, from the cache.
 func (s *server) handleCacheList(w http.ResponseWriter, r *http.Request) {
-	if !s.cacheReady.Load() {
-		s.error(w, r, errCacheLoading)
-		return
-	}
-	s.list(w, r, func(_ context.Context, dst [][]byte, after string, n int) ([][]byte, string, error) {
-		dst, last := s.cache.Scan(dst, after, n)
-		return dst, last, nil
+	s.list(w, r, func(_ context.Context, dst [][]byte, after string, n int) (page, error) {
+		if !s.cacheReady.Load() {
+			return page{}, errCacheLoading
+		}
+		bodies, last := s.cache.Scan(dst, after, n)
+		return page{bodies, last}, nil
 	})
 }
 
@@ -137,15 +132,61 @@ func (s *server) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, errDBStarting)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.dbTimeout)
-	defer cancel()
-
-	body, err := s.store.Get(ctx, r.PathValue("id"))
+	uid := r.PathValue("id")
+	if !validID(uid) {
+		s.error(w, r, ErrNotFound) // no stored order has such an id
+		return
+	}
+	body, err := callDB(r.Context(), s.dbTimeout, func(ctx context.Context) ([]byte, error) {
+		return s.store.Get(ctx, uid)
+	})
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
 	writeRaw(w, http.StatusOK, body)
+}
+
+// writable reports whether writes may go ahead: the database must be
+// connected and the cache loaded, or the load could undo a write made
+// during it.
+func (s *server) writable() error {
+	switch {
+	case !s.dbReady.Load():
+		return errDBStarting
+	case !s.cacheReady.Load():
+		return errCacheLoading
+	}
+	return nil
+}
+
+// callDB runs fn with a deadline and returns by the deadline even if fn
+// has not. A database that stops answering without closing its
+// connections (a frozen server, a lost network) keeps lib/pq waiting past
+// any context, so the request answers 503 in time and fn finishes in the
+// background when its connection gives up (see stallTimeout).
+func callDB[T any](ctx context.Context, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer cancel()
+		v, err := fn(ctx)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		if ctx.Err() == context.DeadlineExceeded {
+			return zero, errDBUnavailable
+		}
+		return zero, ctx.Err()
+	}
 }
 
 // handleCacheGet serves GET /api/models/cache/{id} from the cache.
@@ -165,13 +206,13 @@ func (s *server) handleCacheGet(w http.ResponseWriter, r *http.Request) {
 // handleCreate serves POST /api/models: it stores the order in the
 // database, then in the cache, and answers with the stored order.
 func (s *server) handleCreate(w http.ResponseWriter, r *http.Request) {
-	if !isJSON(r.Header.Get("Content-Type")) {
-		s.error(w, r, errNotJSON)
+	if err := checkJSON(r.Header.Get("Content-Type")); err != nil {
+		s.error(w, r, err)
 		return
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
 	if err != nil {
-		s.error(w, r, err)
+		s.error(w, r, bodyError(err))
 		return
 	}
 	rec, err := decodeOrder(data)
@@ -179,14 +220,15 @@ func (s *server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	if !s.dbReady.Load() {
-		s.error(w, r, errDBStarting)
+	if err := s.writable(); err != nil {
+		s.error(w, r, err)
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(r.Context(), s.dbTimeout)
-	defer cancel()
-	if err := s.svc.Create(ctx, rec); err != nil {
+	_, err = callDB(r.Context(), s.dbTimeout, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.svc.Create(ctx, rec)
+	})
+	if err != nil {
 		s.error(w, r, err)
 		return
 	}
@@ -198,227 +240,24 @@ func (s *server) handleCreate(w http.ResponseWriter, r *http.Request) {
 // handleDelete serves DELETE /api/models/{id}: it removes the order from
 // the database, then from the cache, and answers with the removed order.
 func (s *server) handleDelete(w http.ResponseWriter, r *http.Request) {
-	if !s.dbReady.Load() {
-		s.error(w, r, errDBStarting)
+	if err := s.writable(); err != nil {
+		s.error(w, r, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.dbTimeout)
-	defer cancel()
-
-	body, err := s.svc.Delete(ctx, r.PathValue("id"))
+	uid := r.PathValue("id")
+	if !validID(uid) {
+		s.error(w, r, ErrNotFound)
+		return
+	}
+	body, err := callDB(r.Context(), s.dbTimeout, func(ctx context.Context) ([]byte, error) {
+		return s.svc.Delete(ctx, uid)
+	})
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
 	s.metrics.Deleted.Add(1)
 	writeRaw(w, http.StatusOK, body)
-}
-
-// A scanFunc reads a page of orders after a cursor; see Store.Scan.
-type scanFunc func(ctx context.Context, dst [][]byte, after string, n int) ([][]byte, string, error)
-
-// list writes a JSON array of orders read through scan. With a limit it
-// writes one page and, when more orders follow, a Link header to the next;
-// without one it streams every order, a chunk at a time, so memory stays
-// flat however many orders there are.
-func (s *server) list(w http.ResponseWriter, r *http.Request, scan scanFunc) {
-	after, limit, err := parseListQuery(r.URL.Query())
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	chunk := scanChunk
-	if limit > 0 {
-		chunk = limit + 1 // one more tells whether a next page exists
-	}
-	page, last, err := scan(r.Context(), nil, after, chunk)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-
-	w.Header().Set("Content-Type", "application/json")
-	if limit > 0 && len(page) > limit {
-		page = page[:limit]
-		last = lastUID(page[limit-1])
-		next := url.Values{"after": {last}, "limit": {strconv.Itoa(limit)}}
-		w.Header().Set("Link", fmt.Sprintf("<%s?%s>; rel=\"next\"", r.URL.Path, next.Encode()))
-	}
-	w.WriteHeader(http.StatusOK)
-
-	io.WriteString(w, "[")
-	for i := 0; ; i++ {
-		for j, body := range page {
-			if i > 0 || j > 0 {
-				io.WriteString(w, ",")
-			}
-			w.Write(body)
-		}
-		if limit > 0 || len(page) < chunk {
-			break
-		}
-		if page, last, err = scan(r.Context(), page[:0], last, chunk); err != nil {
-			// The status line is gone; cut the response short so the
-			// client sees a broken body, not a shorter list.
-			if r.Context().Err() != nil {
-				s.log.Debug("client left during a list", "path", r.URL.Path)
-			} else {
-				s.log.Error("listing orders failed mid-response", "path", r.URL.Path, "err", err)
-			}
-			panic(http.ErrAbortHandler)
-		}
-		if len(page) == 0 {
-			break
-		}
-	}
-	io.WriteString(w, "]")
-}
-
-// parseListQuery reads the after and limit parameters. A limit of 0 means
-// no limit.
-func parseListQuery(q url.Values) (after string, limit int, err error) {
-	for key := range q {
-		if key != "after" && key != "limit" {
-			return "", 0, &httpError{http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; want after or limit", key)}
-		}
-	}
-	after = q.Get("after")
-	if v := q.Get("limit"); v != "" {
-		limit, err = strconv.Atoi(v)
-		if err != nil || limit < 1 || limit > maxPageLimit {
-			return "", 0, &httpError{http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d, got %q", maxPageLimit, v)}
-		}
-	}
-	return after, limit, nil
-}
-
-// lastUID reads the order_uid of a canonical body, which always comes
-// first.
-func lastUID(body []byte) string {
-	var head struct {
-		OrderUID string `json:"order_uid"`
-	}
-	json.Unmarshal(body, &head)
-	return head.OrderUID
-}
-
-// rejectedJSON is how a rejected message is listed. The payload is shown
-// as text when it is UTF-8, and in base64 otherwise.
-type rejectedJSON struct {
-	ID            int64     `json:"id"`
-	Channel       string    `json:"channel"`
-	Sequence      uint64    `json:"sequence"`
-	Reason        string    `json:"reason"`
-	RejectedAt    time.Time `json:"rejected_at"`
-	Payload       *string   `json:"payload"`
-	PayloadBase64 string    `json:"payload_base64,omitempty"`
-}
-
-// handleRejected serves GET /api/rejected: stream messages that could not
-// become orders, oldest first, a page at a time.
-func (s *server) handleRejected(w http.ResponseWriter, r *http.Request) {
-	if !s.dbReady.Load() {
-		s.error(w, r, errDBStarting)
-		return
-	}
-	after, limit, err := parseRejectedQuery(r.URL.Query())
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.dbTimeout)
-	defer cancel()
-	msgs, err := s.store.Rejected(ctx, after, limit+1)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-
-	if len(msgs) > limit {
-		msgs = msgs[:limit]
-		next := url.Values{"after": {strconv.FormatInt(msgs[limit-1].ID, 10)}, "limit": {strconv.Itoa(limit)}}
-		w.Header().Set("Link", fmt.Sprintf("<%s?%s>; rel=\"next\"", r.URL.Path, next.Encode()))
-	}
-	out := make([]rejectedJSON, len(msgs))
-	for i, m := range msgs {
-		out[i] = rejectedJSON{ID: m.ID, Channel: m.Channel, Sequence: m.Sequence, Reason: m.Reason, RejectedAt: m.RejectedAt}
-		if utf8.Valid(m.Payload) {
-			text := string(m.Payload)
-			out[i].Payload = &text
-		} else {
-			out[i].PayloadBase64 = base64.StdEncoding.EncodeToString(m.Payload)
-		}
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// parseRejectedQuery reads after (an id, default 0) and limit (default
-// 100).
-func parseRejectedQuery(q url.Values) (after int64, limit int, err error) {
-	for key := range q {
-		if key != "after" && key != "limit" {
-			return 0, 0, &httpError{http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; want after or limit", key)}
-		}
-	}
-	limit = 100
-	if v := q.Get("limit"); v != "" {
-		limit, err = strconv.Atoi(v)
-		if err != nil || limit < 1 || limit > maxPageLimit {
-			return 0, 0, &httpError{http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d, got %q", maxPageLimit, v)}
-		}
-	}
-	if v := q.Get("after"); v != "" {
-		after, err = strconv.ParseInt(v, 10, 64)
-		if err != nil || after < 0 {
-			return 0, 0, &httpError{http.StatusBadRequest, fmt.Sprintf("after must be a rejected message id (a non-negative integer), got %q", v)}
-		}
-	}
-	return after, limit, nil
-}
-
-// handleVars serves GET /debug/vars: the process's expvar variables and
-// the service's counters.
-func (s *server) handleVars(w http.ResponseWriter, r *http.Request) {
-	s.metrics.ServeHTTP(w, r)
-}
-
-// handleHealth serves GET /healthz: the process is alive.
-func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-// handleReady serves GET /readyz: 200 when the cache is loaded, the
-// database answers and the stream is connected, 503 otherwise. The body
-// names the state of each.
-func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
-	state := func(ok bool, good, bad string) string {
-		if ok {
-			return good
-		}
-		return bad
-	}
-
-	dbOK := false
-	if s.dbReady.Load() {
-		ctx, cancel := context.WithTimeout(r.Context(), s.dbTimeout)
-		defer cancel()
-		dbOK = s.store.Ping(ctx) == nil
-	}
-	cacheOK := s.cacheReady.Load()
-	streamOK := s.ingester != nil && s.ingester.Connected()
-
-	ready := dbOK && cacheOK && streamOK
-	status := http.StatusOK
-	if !ready {
-		status = http.StatusServiceUnavailable
-	}
-	writeJSON(w, status, map[string]any{
-		"status":   state(ready, "ready", "not ready"),
-		"database": state(dbOK, "up", "down"),
-		"cache":    state(cacheOK, "loaded", "loading"),
-		"stream":   state(streamOK, "connected", "disconnected"),
-		"orders":   s.cache.Len(),
-	})
 }
 
 // error answers a failed request. It is the one place that maps errors to
@@ -487,8 +326,35 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeRaw(w, status, append(body, '\n'))
 }
 
-// isJSON reports whether a Content-Type header names JSON.
-func isJSON(contentType string) bool {
-	mt, _, err := mime.ParseMediaType(contentType)
-	return err == nil && mt == "application/json"
+// checkJSON accepts a Content-Type of JSON in UTF-8, the only encoding
+// JSON has (RFC 8259).
+func checkJSON(contentType string) error {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "application/json" {
+		return errNotJSON
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return errNotUTF8
+	}
+	return nil
+}
+
+// bodyError tells why a request body could not be read.
+func bodyError(err error) error {
+	var tooBig *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooBig):
+		return err
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return errBodyTimeout
+	}
+	return &httpError{http.StatusBadRequest, "could not read the request body: " + err.Error()}
+}
+
+// validID reports whether uid could be the id of a stored order; see
+// checkID. Other ids are answered 404 without asking the database, which
+// could not even take some of them (NUL, invalid UTF-8).
+func validID(uid string) bool {
+	return checkID("order_uid", uid) == nil
 }

@@ -86,6 +86,11 @@ func TestHandlersStatusCodes(t *testing.T) {
 		{"list limit too large", "GET", "/api/models/cache?limit=1001", "", "", 400, "limit must be an integer from 1 to 1000"},
 		{"list limit not a number", "GET", "/api/models/cache?limit=ten", "", "", 400, "limit must be an integer"},
 		{"list unknown parameter", "GET", "/api/models/cache?offset=5", "", "", 400, `unknown query parameter "offset"`},
+		{"post latin-1", "POST", "/api/models", "application/json; charset=latin1", string(sampleOrder(t)), 415, "charset must be utf-8"},
+		{"list repeated limit", "GET", "/api/models/cache?limit=1&limit=2", "", "", 400, `query parameter "limit" is given 2 times`},
+		{"list after with NUL", "GET", "/api/models/cache?after=%00", "", "", 400, "after must be an order_uid"},
+		{"list after invalid UTF-8", "GET", "/api/models?after=%ff", "", "", 400, "after must be an order_uid"},
+		{"cache id with NUL", "GET", "/api/models/cache/%00", "", "", 404, "order not found"},
 		{"unknown route", "GET", "/api/orders", "", "", 404, "no such route"},
 		{"wrong method", "PUT", "/api/models/x", "", "", 405, "method PUT is not allowed"},
 		{"health", "GET", "/healthz", "", "", 200, ""},
@@ -123,6 +128,36 @@ func TestCacheRouteServesStoredBytes(t *testing.T) {
 	}
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q, want application/json", ct)
+	}
+}
+
+func TestOddIDsAreNotFoundWithoutTheDatabase(t *testing.T) {
+	// The database is "ready" but absent: a query would panic.
+	s := newCacheServer(t)
+	s.dbReady.Store(true)
+	for _, target := range []string{"/api/models/%00", "/api/models/%ff", "/api/models/%C3%28", "/api/models/a%20b"} {
+		for _, method := range []string{"GET", "DELETE"} {
+			r := serve(s.routes(), method, target, "", "")
+			if r.status != http.StatusNotFound {
+				t.Errorf("%s %s = %d %s, want 404", method, target, r.status, r.body)
+			}
+		}
+	}
+}
+
+func TestWritesWaitForTheCache(t *testing.T) {
+	// A write during the load could be undone by it.
+	s := newCacheServer(t)
+	s.dbReady.Store(true)
+	s.cacheReady.Store(false)
+	for _, req := range []struct{ method, target, body string }{
+		{"POST", "/api/models", string(sampleOrder(t))},
+		{"DELETE", "/api/models/b563feb7b2b84b6test", ""},
+	} {
+		r := serve(s.routes(), req.method, req.target, "application/json", req.body)
+		if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "cache is still loading") {
+			t.Errorf("%s %s while loading = %d %s, want 503 saying the cache is loading", req.method, req.target, r.status, r.body)
+		}
 	}
 }
 

@@ -293,6 +293,34 @@ func (s *pgServer) kill() error {
 	return s.proc.signal(syscall.SIGKILL)
 }
 
+// freeze stops every process of the server without closing a connection,
+// as a hung host would; thaw lets them go on. Each backend runs in a
+// session of its own, so they are found by their parent.
+func (s *pgServer) freeze() error { return s.signalAll(syscall.SIGSTOP) }
+func (s *pgServer) thaw() error   { return s.signalAll(syscall.SIGCONT) }
+
+func (s *pgServer) signalAll(sig syscall.Signal) error {
+	pid := s.proc.cmd.Process.Pid
+	// The postmaster first, so that it starts no backend meanwhile.
+	if err := syscall.Kill(pid, sig); err != nil {
+		return err
+	}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces.
+		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			child, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+			syscall.Kill(child, sig)
+		}
+	}
+	return nil
+}
+
 func (s *pgServer) dsn(db string) string {
 	return fmt.Sprintf("postgres://orders:%s@127.0.0.1:%d/%s?sslmode=disable", testPGPassword, s.port, db)
 }
@@ -362,7 +390,8 @@ func newNATSServer(dir string) (*natsServer, error) {
 func (s *natsServer) start() error {
 	proc, err := startProcess("nats-streaming-server", s.dir+".log", nil, s.bin,
 		"-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-m", strconv.Itoa(s.monitor), "-cid", testClusterID,
-		"-store", "file", "-dir", filepath.Join(s.dir, "store"), "--file_sync=false")
+		"-store", "file", "-dir", filepath.Join(s.dir, "store"), "--file_sync=false",
+		"-max_msgs", "0", "-max_bytes", "0", "-max_age", "0s")
 	if err != nil {
 		return err
 	}

@@ -288,7 +288,7 @@ func TestBadMessagesAreRecordedAndSkipped(t *testing.T) {
 
 	notJSON := []byte("this is not JSON")
 	negative := modified(t, set("payment.amount", -5))
-	env.publish(t, notJSON, negative, orderWithID(t, "after-bad-ones"))
+	env.publish(t, notJSON, negative, []byte{}, orderWithID(t, "after-bad-ones"))
 	getOK(t, svc.base+"/api/models/cache/after-bad-ones")
 
 	if svc.logs.count("message rejected", "seq=1", "not JSON") != 1 {
@@ -304,6 +304,7 @@ func TestBadMessagesAreRecordedAndSkipped(t *testing.T) {
 	}{
 		{1, "not JSON", notJSON},
 		{2, "payment.amount: must not be negative", negative},
+		{3, "empty document", []byte{}},
 	}
 	rows, err := env.db(t).Query(`SELECT sequence, reason, payload FROM rejected ORDER BY sequence`)
 	if err != nil {

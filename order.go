@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -115,8 +117,17 @@ func decodeOrder(data []byte) (Record, error) {
 	if err := o.Validate(); err != nil {
 		return Record{}, err
 	}
-	return Record{UID: o.OrderUID, Body: appendOrder(make([]byte, 0, len(data)), &o)}, nil
+	// Encode into a reused buffer and keep an exact-size copy: the body
+	// may live in the cache for as long as the process, and a buffer
+	// sized by the input would waste what indentation took.
+	buf := encodeBuffers.Get().(*[]byte)
+	*buf = appendOrder((*buf)[:0], &o)
+	body := bytes.Clone(*buf)
+	encodeBuffers.Put(buf)
+	return Record{UID: o.OrderUID, Body: body}, nil
 }
+
+var encodeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // A textRule constrains one string field.
 type textRule struct {

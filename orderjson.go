@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -426,11 +427,22 @@ func (d *decoder) time(path string, dst *time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := dst.UnmarshalText([]byte(v)); err != nil {
+	// time.Parse also takes a comma before the fraction; RFC 3339 does not.
+	if strings.IndexByte(v, ',') >= 0 || dst.UnmarshalText([]byte(v)) != nil {
 		return invalid(path, "want an RFC 3339 time such as 2021-11-26T06:22:19Z, got %q", v)
+	}
+	_, offset := dst.Zone()
+	if y := dst.Year(); y < minYear || y > maxYear || offset <= -24*3600 || offset >= 24*3600 {
+		return invalid(path, "must be a time from %d to %d with a UTC offset under 24 hours, got %q", minYear, maxYear, v)
 	}
 	return nil
 }
+
+// The years an order's date_created may fall in.
+const (
+	minYear = 1970
+	maxYear = 9999
+)
 
 // scanNumber moves past a JSON number and reports whether it was one.
 func (d *decoder) scanNumber() bool {
@@ -564,18 +576,19 @@ func (d *decoder) unescape(path string, start, i int) (string, error) {
 			}
 			i += 4
 			if utf16.IsSurrogate(r) {
-				// A pair makes one rune; a lone half becomes U+FFFD,
-				// as encoding/json does.
+				// Only a pair makes a character.
 				r2, ok := rune(-1), false
 				if i+6 <= len(d.s) && d.s[i] == '\\' && d.s[i+1] == 'u' {
 					r2, ok = hex4(d.s, i+2)
 				}
-				if dec := utf16.DecodeRune(r, r2); ok && dec != utf8.RuneError {
-					r = dec
-					i += 6
-				} else {
-					r = utf8.RuneError
+				dec := utf16.DecodeRune(r, r2)
+				if !ok || dec == utf8.RuneError {
+					// encoding/json would put U+FFFD in its place and
+					// lose what was sent.
+					return "", invalid(path, "holds half of a UTF-16 surrogate pair (\\u%04x), which is not a character", r)
 				}
+				r = dec
+				i += 6
 			}
 			b = utf8.AppendRune(b, r)
 		default:

@@ -456,6 +456,42 @@ func TestPostgresOutage(t *testing.T) {
 	eventually(t, "ready again", svc.ready)
 }
 
+func TestFrozenDatabaseAnswers503InTime(t *testing.T) {
+	env := newPrivateEnv(t)
+	svc := env.start(t, "DB_TIMEOUT", "500ms")
+	wantStatus(t, "POST", do(t, "POST", svc.base+"/api/models", "application/json", orderWithID(t, "frozen")), http.StatusCreated)
+
+	if err := env.pg.freeze(); err != nil {
+		t.Fatal(err)
+	}
+	defer env.pg.thaw()
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, req := range []struct{ method, path string }{
+		{"GET", "/api/models/frozen"},
+		{"GET", "/api/models?limit=5"},
+		{"DELETE", "/api/models/frozen"},
+		{"GET", "/readyz"},
+	} {
+		start := time.Now()
+		hr, _ := http.NewRequest(req.method, svc.base+req.path, nil)
+		resp, err := client.Do(hr)
+		if err != nil {
+			t.Fatalf("%s %s with the database frozen: %v", req.method, req.path, err)
+		}
+		resp.Body.Close()
+		if took := time.Since(start); resp.StatusCode != http.StatusServiceUnavailable || took > 2*time.Second {
+			t.Errorf("%s %s with the database frozen = %d after %v, want 503 within about DB_TIMEOUT (500ms)", req.method, req.path, resp.StatusCode, took)
+		}
+	}
+	wantStatus(t, "cache route with the database frozen", do(t, "GET", svc.base+"/api/models/cache/frozen", "", nil), http.StatusOK)
+
+	if err := env.pg.thaw(); err != nil {
+		t.Fatal(err)
+	}
+	getOK(t, svc.base+"/api/models/frozen")
+	eventually(t, "ready after the thaw", svc.ready)
+}
+
 func TestServiceStartsBeforePostgres(t *testing.T) {
 	env := newPrivateEnv(t)
 	if err := env.pg.stop(); err != nil {

@@ -45,10 +45,13 @@ type Store struct {
 // call Init before anything else. maxConns caps the pool; keep it below
 // the server's max_connections.
 func NewStore(dsn string, maxConns int) (*Store, error) {
-	db, err := sql.Open("postgres", dsn)
+	connector, err := pq.NewConnector(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("opening database: %w", err)
+		// The error would quote the connection string, password and all.
+		return nil, errors.New("opening database: DATABASE_URL is not a valid connection string")
 	}
+	connector.Dialer(stallDialer{})
+	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
 	return &Store{db: db}, nil
@@ -331,11 +334,15 @@ type Rejection struct {
 // same message twice leaves one row.
 func (t *Tx) Reject(ctx context.Context, rs []Rejection) error {
 	for _, r := range rs {
+		payload := r.Payload
+		if payload == nil {
+			payload = []byte{} // an empty message; NULL would break NOT NULL
+		}
 		_, err := t.tx.ExecContext(ctx, `
 			INSERT INTO rejected (channel, sequence, payload, reason)
 			VALUES ($1, $2, $3, $4)
 			ON CONFLICT (channel, sequence, md5(payload)) DO NOTHING`,
-			r.Channel, int64(r.Sequence), r.Payload, r.Reason)
+			r.Channel, int64(r.Sequence), payload, r.Reason)
 		if err != nil {
 			return wrap("recording rejected message", err)
 		}
@@ -372,6 +379,56 @@ func (s *Store) Rejected(ctx context.Context, after int64, n int) ([]RejectedMes
 		out = append(out, m)
 	}
 	return out, wrap("listing rejected messages", rows.Err())
+}
+
+// stallTimeout is how long a connection may wait for the server's next
+// byte while a request is outstanding. It is longer than any query the
+// service runs (a batch is given writeTimeout), and it is what finally
+// frees a connection to a server that stopped answering without closing
+// it, which no context can interrupt.
+const stallTimeout = writeTimeout + 10*time.Second
+
+// stallDialer dials connections that fail once the server stalls.
+type stallDialer struct{}
+
+func (stallDialer) Dial(network, address string) (net.Conn, error) {
+	return stallDialer{}.DialContext(context.Background(), network, address)
+}
+
+func (stallDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return stallDialer{}.DialContext(ctx, network, address)
+}
+
+func (stallDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &stallConn{Conn: c}, nil
+}
+
+// stallConn moves its deadline stallTimeout ahead on every write and every
+// read that returns data. A request is always a write followed by reads,
+// so an idle connection never trips it, and a slow but moving response
+// (loading the whole table) does not either.
+type stallConn struct {
+	net.Conn
+}
+
+func (c *stallConn) Write(b []byte) (int, error) {
+	c.Conn.SetDeadline(time.Now().Add(stallTimeout))
+	return c.Conn.Write(b)
+}
+
+func (c *stallConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.Conn.SetDeadline(time.Now().Add(stallTimeout))
+	}
+	return n, err
 }
 
 // wrap adds what was being done to err, and marks errors that mean the

@@ -61,7 +61,8 @@ type Ingester struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	connected atomic.Bool
-	pending   budget // bytes of messages taken and not yet written
+	failing   atomic.Bool // the batch in hand could not be saved yet
+	pending   budget      // bytes of messages taken and not yet written
 }
 
 // NewIngester returns an Ingester that saves orders through svc.
@@ -72,6 +73,12 @@ func NewIngester(cfg StreamConfig, svc *Service, log *slog.Logger, m *Metrics) *
 // Connected reports whether the ingester holds a streaming session.
 func (in *Ingester) Connected() bool {
 	return in.connected.Load()
+}
+
+// Failing reports whether saving the batch in hand has failed and is being
+// retried, so that ingestion is not advancing.
+func (in *Ingester) Failing() bool {
+	return in.failing.Load()
 }
 
 // item is one delivered message, decoded.
@@ -262,10 +269,12 @@ func (in *Ingester) flush(batch []item, stop <-chan struct{}) {
 		err := in.save(p)
 		if err == nil {
 			if attempt > 1 {
+				in.failing.Store(false)
 				in.log.Info("batch saved after retrying", "orders", len(p.recs), "attempts", attempt)
 			}
 			break
 		}
+		in.failing.Store(true)
 		in.metrics.DBErrors.Add(1)
 		in.log.Warn("saving batch failed", "orders", len(p.recs), "err", err, "retry_in", backoff)
 		select {

@@ -128,8 +128,12 @@ start_nats() {
 		return
 	fi
 	# A session of its own, so Ctrl-C in this terminal does not reach it.
+	# No limit on a channel's messages, bytes or age: the server's defaults
+	# (a million messages, 1 GB) drop the oldest messages, acknowledged or
+	# not, when a backlog grows past them.
 	setsid nohup "$NSS" -a 127.0.0.1 -p "$NATS_PORT" -cid "$NATS_CLUSTER_ID" \
-		-store file -dir "$DATA_DIR/nats" >"$DATA_DIR/nats.log" 2>&1 </dev/null &
+		-store file -dir "$DATA_DIR/nats" -max_msgs 0 -max_bytes 0 -max_age 0s \
+		>"$DATA_DIR/nats.log" 2>&1 </dev/null &
 	echo $! >"$DATA_DIR/nats.pid"
 	wait_port "$NATS_PORT" 30 || die "NATS Streaming did not start; see $DATA_DIR/nats.log"
 	say "NATS Streaming listening on 127.0.0.1:$NATS_PORT, cluster $NATS_CLUSTER_ID (log: $DATA_DIR/nats.log)"
