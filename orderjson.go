@@ -219,6 +219,8 @@ func (d *decoder) items(xs *[]Item) error {
 		*xs = []Item{}
 		return nil
 	}
+	// Most orders hold a few items; start with room for them.
+	*xs = make([]Item, 0, 4)
 	for i := 0; ; i++ {
 		if i == maxItems {
 			// Refuse before decoding more than can be stored.
@@ -338,9 +340,11 @@ func (d *decoder) next(first bool, prefix string) (key string, ok bool, err erro
 	if d.pos >= len(d.s) || d.s[d.pos] != '"' {
 		return "", false, d.syntax("want a quoted object key")
 	}
-	key, err = d.quoted(prefix)
-	if err != nil {
-		return "", false, err
+	key, ok = d.plain()
+	if !ok {
+		if key, err = d.quoted(prefix); err != nil {
+			return "", false, err
+		}
 	}
 	d.space()
 	if d.pos >= len(d.s) || d.s[d.pos] != ':' {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -233,50 +234,63 @@ const (
 // record in rs, what happened to it. Records may repeat an id; the first
 // one wins. Nothing is visible to others until Commit.
 func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
+	// The batch travels as two text parameters, the ids joined by commas
+	// and the bodies by newlines, which neither can hold (see checkID and
+	// appendOrder). Unlike an array literal, that needs no escaping of
+	// the quotes in every body.
 	first := make(map[string]int, len(rs))
-	uids := make([]string, 0, len(rs))
-	bodies := make([]string, 0, len(rs))
+	uidSize, bodySize := 0, 0
+	for _, r := range rs {
+		uidSize += len(r.UID) + 1
+		bodySize += len(r.Body) + 1
+	}
+	var uids, bodies strings.Builder
+	uids.Grow(uidSize)
+	bodies.Grow(bodySize)
 	for i, r := range rs {
 		if _, ok := first[r.UID]; ok {
 			continue
 		}
+		if len(first) > 0 {
+			uids.WriteByte(',')
+			bodies.WriteByte('\n')
+		}
 		first[r.UID] = i
-		uids = append(uids, r.UID)
-		bodies = append(bodies, string(r.Body))
+		uids.WriteString(r.UID)
+		bodies.Write(r.Body)
 	}
 
 	rows, err := t.tx.QueryContext(ctx, `
 		INSERT INTO orders (order_uid, body)
-		SELECT * FROM unnest($1::text[], $2::json[])
+		SELECT u, b FROM unnest(string_to_array($1, ','), string_to_array($2, E'\n')) AS t(u, b)
 		ON CONFLICT DO NOTHING
 		RETURNING order_uid`,
-		pq.StringArray(uids), pq.StringArray(bodies))
+		uids.String(), bodies.String())
 	if err != nil {
 		return nil, wrap("inserting batch", err)
 	}
-	inserted := make(map[string]bool, len(uids))
-	if err := collect(rows, func(uid string, _ []byte) { inserted[uid] = true }); err != nil {
+	inserted := make([]bool, len(rs)) // by index of the first record of an id
+	if err := collect(rows, func(uid string, _ []byte) { inserted[first[uid]] = true }); err != nil {
 		return nil, wrap("inserting batch", err)
 	}
 
-	// The body now stored under each id: ours where we inserted it, the
-	// existing one elsewhere.
-	stored := make(map[string][]byte, len(uids))
+	// Ids already taken: read what is stored under them to tell a
+	// redelivered copy from a different order.
 	var taken []string
-	for _, uid := range uids {
-		if inserted[uid] {
-			stored[uid] = rs[first[uid]].Body
-			continue
+	for uid, i := range first {
+		if !inserted[i] {
+			taken = append(taken, uid)
 		}
-		taken = append(taken, uid)
 	}
+	var existing map[string][]byte
 	if len(taken) > 0 {
+		existing = make(map[string][]byte, len(taken))
 		rows, err := t.tx.QueryContext(ctx,
 			`SELECT order_uid, body FROM orders WHERE order_uid = ANY($1)`, pq.StringArray(taken))
 		if err != nil {
 			return nil, wrap("reading existing orders", err)
 		}
-		err = collect(rows, func(uid string, body []byte) { stored[uid] = body })
+		err = collect(rows, func(uid string, body []byte) { existing[uid] = body })
 		if err != nil {
 			return nil, wrap("reading existing orders", err)
 		}
@@ -284,15 +298,19 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 
 	out := make([]Outcome, len(rs))
 	for i, r := range rs {
-		body, ok := stored[r.UID]
+		j := first[r.UID]
+		stored, ok := rs[j].Body, inserted[j]
+		if !ok {
+			stored, ok = existing[r.UID]
+		}
 		switch {
 		case !ok:
 			// The conflicting row was deleted after our insert saw it.
 			// Retrying the batch will store this record.
 			return nil, fmt.Errorf("inserting batch: order %s was deleted concurrently", r.UID)
-		case !bytes.Equal(body, r.Body):
+		case !bytes.Equal(stored, r.Body):
 			out[i] = Conflict
-		case inserted[r.UID] && first[r.UID] == i:
+		case inserted[j] && j == i:
 			out[i] = Inserted
 		default:
 			out[i] = Duplicate

@@ -136,7 +136,7 @@ pgbench_run() {
 	local rate lat failed
 	rate=$(awk '/^tps/ {print $3}' "$f")
 	lat=$(awk '/^latency average/ {print $4 $5}' "$f")
-	failed=$(awk '/failed transactions/ {print $4}' "$f")
+	failed=$(awk '/failed transactions/ {print $5}' "$f")
 	results+=("$name|${rate:-0}|avg $lat|-|${failed:-0}|0")
 	log "$name: ${rate:-?} tps, latency average $lat, failed ${failed:-?}"
 }
