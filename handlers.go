@@ -27,6 +27,8 @@ type server struct {
 	cache     *Cache
 	svc       *Service
 	ingester  *Ingester
+	workers   *dbWorkers
+	lookups   *lookups
 	dbTimeout time.Duration
 	maxBody   int64
 	// logRequests logs a line per request; pprof serves profiles.
@@ -107,7 +109,7 @@ func (s *server) handleList(w http.ResponseWriter, r *http.Request) {
 		if !s.dbReady.Load() {
 			return page{}, errDBStarting
 		}
-		return callDB(ctx, s.dbTimeout, func(ctx context.Context) (page, error) {
+		return callDB(s.workers, ctx, s.dbTimeout, func(ctx context.Context) (page, error) {
 			bodies, last, err := s.store.Scan(ctx, dst, after, n)
 			return page{bodies, last}, err
 		})
@@ -137,9 +139,9 @@ func (s *server) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, ErrNotFound) // no stored order has such an id
 		return
 	}
-	body, err := callDB(r.Context(), s.dbTimeout, func(ctx context.Context) ([]byte, error) {
-		return s.store.Get(ctx, uid)
-	})
+	ctx, cancel := context.WithTimeout(r.Context(), s.dbTimeout)
+	defer cancel()
+	body, err := s.lookups.get(ctx, uid)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -160,33 +162,65 @@ func (s *server) writable() error {
 	return nil
 }
 
-// callDB runs fn with a deadline and returns by the deadline even if fn
-// has not. A database that stops answering without closing its
-// connections (a frozen server, a lost network) keeps lib/pq waiting past
-// any context, so the request answers 503 in time and fn finishes in the
-// background when its connection gives up (see stallTimeout).
-func callDB[T any](ctx context.Context, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
+// dbWorkers run the database calls of requests on long-lived goroutines,
+// so that a request can stop waiting at its deadline while the call goes
+// on (see callDB). A fresh goroutine per call would cost a stack grown
+// anew through database/sql and lib/pq every time.
+type dbWorkers struct {
+	jobs chan func()
+}
+
+// startDBWorkers starts n workers; close(jobs) stops them.
+func startDBWorkers(n int) *dbWorkers {
+	w := &dbWorkers{jobs: make(chan func())}
+	for range n {
+		go func() {
+			for job := range w.jobs {
+				job()
+			}
+		}()
+	}
+	return w
+}
+
+// callDB runs fn on a worker with a deadline and returns by the deadline
+// even if fn has not. A database that stops answering without closing
+// its connections (a frozen server, a lost network) keeps lib/pq waiting
+// past any context, so the request answers 503 in time and fn finishes in
+// the background when its connection gives up (see stallTimeout). With
+// every worker stuck that way, calls wait for none past their deadline.
+func callDB[T any](w *dbWorkers, ctx context.Context, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	type result struct {
 		v   T
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
+	job := func() {
 		defer cancel()
 		v, err := fn(ctx)
 		done <- result{v, err}
-	}()
+	}
+	var zero T
+	select {
+	case w.jobs <- job:
+	case <-ctx.Done():
+		cancel()
+		return zero, deadlineError(ctx)
+	}
 	select {
 	case r := <-done:
 		return r.v, r.err
 	case <-ctx.Done():
-		var zero T
-		if ctx.Err() == context.DeadlineExceeded {
-			return zero, errDBUnavailable
-		}
-		return zero, ctx.Err()
+		return zero, deadlineError(ctx)
 	}
+}
+
+func deadlineError(ctx context.Context) error {
+	if ctx.Err() == context.DeadlineExceeded {
+		return errDBUnavailable
+	}
+	return ctx.Err()
 }
 
 // handleCacheGet serves GET /api/models/cache/{id} from the cache.
@@ -225,7 +259,7 @@ func (s *server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	_, err = callDB(r.Context(), s.dbTimeout, func(ctx context.Context) (struct{}, error) {
+	_, err = callDB(s.workers, r.Context(), s.dbTimeout, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, s.svc.Create(ctx, rec)
 	})
 	if err != nil {
@@ -249,7 +283,7 @@ func (s *server) handleDelete(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, ErrNotFound)
 		return
 	}
-	body, err := callDB(r.Context(), s.dbTimeout, func(ctx context.Context) ([]byte, error) {
+	body, err := callDB(s.workers, r.Context(), s.dbTimeout, func(ctx context.Context) ([]byte, error) {
 		return s.svc.Delete(ctx, uid)
 	})
 	if err != nil {

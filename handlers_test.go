@@ -20,6 +20,8 @@ func newCacheServer(t testing.TB, recs ...Record) *server {
 		maxBody: 4096,
 	}
 	s.metrics = newMetrics(s.cache.Len)
+	s.workers = startDBWorkers(1)
+	t.Cleanup(func() { close(s.workers.jobs) })
 	s.cache.PutAll(recs)
 	s.cacheReady.Store(true)
 	return s

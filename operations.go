@@ -37,7 +37,7 @@ func (s *server) handleRejected(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	msgs, err := callDB(r.Context(), s.dbTimeout, func(ctx context.Context) ([]RejectedMessage, error) {
+	msgs, err := callDB(s.workers, r.Context(), s.dbTimeout, func(ctx context.Context) ([]RejectedMessage, error) {
 		return s.store.Rejected(ctx, after, limit+1)
 	})
 	if err != nil {
@@ -105,7 +105,7 @@ func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
 
 	dbOK := false
 	if s.dbReady.Load() {
-		_, err := callDB(r.Context(), s.dbTimeout, func(ctx context.Context) (struct{}, error) {
+		_, err := callDB(s.workers, r.Context(), s.dbTimeout, func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, s.store.Ping(ctx)
 		})
 		dbOK = err == nil

@@ -35,11 +35,12 @@ var (
 
 // Store keeps orders in PostgreSQL. It is safe for concurrent use.
 type Store struct {
-	db     *sql.DB
-	get    *sql.Stmt
-	scan   *sql.Stmt
-	insert *sql.Stmt
-	delete *sql.Stmt
+	db      *sql.DB
+	get     *sql.Stmt
+	getMany *sql.Stmt
+	scan    *sql.Stmt
+	insert  *sql.Stmt
+	delete  *sql.Stmt
 }
 
 // NewStore returns a Store for the database at dsn without connecting;
@@ -72,6 +73,7 @@ func (s *Store) Init(ctx context.Context) error {
 		query string
 	}{
 		{&s.get, `SELECT body FROM orders WHERE order_uid = $1`},
+		{&s.getMany, `SELECT order_uid, body FROM orders WHERE order_uid = ANY($1)`},
 		{&s.scan, `SELECT order_uid, body FROM orders WHERE order_uid > $1 ORDER BY order_uid LIMIT $2`},
 		{&s.insert, `INSERT INTO orders (order_uid, body) VALUES ($1, $2) ON CONFLICT DO NOTHING`},
 		{&s.delete, `DELETE FROM orders WHERE order_uid = $1 RETURNING body`},
@@ -120,6 +122,19 @@ func (s *Store) Get(ctx context.Context, uid string) ([]byte, error) {
 		return nil, ErrNotFound
 	}
 	return body, wrap("getting order", err)
+}
+
+// GetMany returns the bodies of the orders with the given ids that exist.
+func (s *Store) GetMany(ctx context.Context, uids []string) (map[string][]byte, error) {
+	rows, err := s.getMany.QueryContext(ctx, pq.StringArray(uids))
+	if err != nil {
+		return nil, wrap("getting orders", err)
+	}
+	found := make(map[string][]byte, len(uids))
+	if err := collect(rows, func(uid string, body []byte) { found[uid] = body }); err != nil {
+		return nil, wrap("getting orders", err)
+	}
+	return found, nil
 }
 
 // Scan appends to dst the bodies of up to n orders whose ids sort after
@@ -428,25 +443,34 @@ func (stallDialer) DialContext(ctx context.Context, network, address string) (ne
 	return &stallConn{Conn: c}, nil
 }
 
-// stallConn moves its deadline stallTimeout ahead on every write and every
-// read that returns data. A request is always a write followed by reads,
+// stallConn moves its deadline stallTimeout ahead on every write and on
+// reads that return data. A request is always a write followed by reads,
 // so an idle connection never trips it, and a slow but moving response
-// (loading the whole table) does not either.
+// (loading the whole table) does not either. Reads move the deadline only
+// once it is half used, to keep the common small read cheap.
 type stallConn struct {
 	net.Conn
+	deadline time.Time
 }
 
 func (c *stallConn) Write(b []byte) (int, error) {
-	c.Conn.SetDeadline(time.Now().Add(stallTimeout))
+	c.extend(time.Now())
 	return c.Conn.Write(b)
 }
 
 func (c *stallConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
-		c.Conn.SetDeadline(time.Now().Add(stallTimeout))
+		if now := time.Now(); c.deadline.Sub(now) < stallTimeout/2 {
+			c.extend(now)
+		}
 	}
 	return n, err
+}
+
+func (c *stallConn) extend(now time.Time) {
+	c.deadline = now.Add(stallTimeout)
+	c.Conn.SetDeadline(c.deadline)
 }
 
 // wrap adds what was being done to err, and marks errors that mean the
