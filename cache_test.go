@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -60,8 +61,16 @@ func scanAll(c *Cache, n int) []string {
 
 func TestCacheScanMatchesSortedSetUnderRandomChanges(t *testing.T) {
 	// A model set checks the block index through inserts, deletes,
-	// block splits and emptied blocks.
-	var c Cache
+	// block splits and emptied blocks, with real hashes and with every
+	// id clashing.
+	for _, clash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("clashAll=%v", clash), func(t *testing.T) {
+			checkCacheAgainstModel(t, &Cache{clashAll: clash})
+		})
+	}
+}
+
+func checkCacheAgainstModel(t *testing.T, c *Cache) {
 	model := map[string]bool{}
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 20000; i++ {
@@ -83,7 +92,7 @@ func TestCacheScanMatchesSortedSetUnderRandomChanges(t *testing.T) {
 	}
 	slices.Sort(want)
 	for _, n := range []int{1, 7, maxBlock, 100000} {
-		if got := scanAll(&c, n); !slices.Equal(got, want) {
+		if got := scanAll(c, n); !slices.Equal(got, want) {
 			t.Fatalf("paging by %d: got %d ids, want %d (first difference near %v)", n, len(got), len(want), firstDiff(got, want))
 		}
 	}
@@ -163,4 +172,92 @@ func TestCacheConcurrentUse(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+func TestCacheWithClashingHashes(t *testing.T) {
+	// Every id hashes alike, so all but one live in clashes.
+	c := Cache{clashAll: true}
+	for _, uid := range []string{"a", "b", "c"} {
+		c.Put(rec(uid))
+	}
+	for _, uid := range []string{"a", "b", "c"} {
+		if body, ok := c.Get(uid); !ok || lastUID(body) != uid {
+			t.Errorf("Get(%s) = %s, %v", uid, body, ok)
+		}
+	}
+	if !c.Delete("a") || c.Delete("a") {
+		t.Error("deleting the indexed id twice did not report true, then false")
+	}
+	c.Put(Record{UID: "b", Body: []byte(`{"order_uid":"b","v":2}`)})
+	if body, _ := c.Get("b"); string(body) != `{"order_uid":"b","v":2}` {
+		t.Errorf("replaced clashing id reads %s", body)
+	}
+	if got := strings.Join(scanAll(&c, 10), ""); got != "bc" || c.Len() != 2 {
+		t.Errorf("after the changes: %s, Len %d; want bc, 2", got, c.Len())
+	}
+}
+
+func TestCacheMemoryFollowsLiveOrders(t *testing.T) {
+	// Replace and delete 4 KiB orders over and over at a constant count:
+	// dead records must not pile up.
+	var c Cache
+	body := func(uid string, v int) Record {
+		b := fmt.Appendf(nil, `{"order_uid":%q,"v":%d,"pad":"%s"}`, uid, v, strings.Repeat("x", 4000))
+		return Record{UID: uid, Body: b}
+	}
+	const n = 2000
+	for i := range n {
+		c.Put(body(fmt.Sprintf("o%05d", i), 0))
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for round := range 20000 {
+		uid := fmt.Sprintf("o%05d", r.IntN(n))
+		if round%3 == 0 {
+			c.Delete(uid)
+		}
+		c.Put(body(uid, round))
+	}
+	live := 0
+	for i := range n {
+		uid := fmt.Sprintf("o%05d", i)
+		b, ok := c.Get(uid)
+		if !ok || !strings.Contains(string(b), fmt.Sprintf(`"order_uid":%q`, uid)) {
+			t.Fatalf("Get(%s) after churn = %.40s, %v", uid, b, ok)
+		}
+		live += recordHeader + len(uid) + len(b)
+	}
+	if limit := live + live/8 + 2*chunkSize; c.arena.total > limit {
+		t.Errorf("arena holds %d bytes for %d live; want at most %d", c.arena.total, live, limit)
+	}
+	if got := scanAll(&c, 100); len(got) != n {
+		t.Errorf("scan lists %d orders, want %d", len(got), n)
+	}
+}
+
+func TestCacheLoad(t *testing.T) {
+	var c Cache
+	c.Put(rec("stale"))
+	rows := []string{"m", "b", "x", "a"}
+	err := c.Load(func(add func(uid, body []byte)) error {
+		buf := make([]byte, 0, 64)
+		for _, uid := range rows {
+			// The same buffer every time: Load must copy.
+			buf = append(buf[:0], rec(uid).Body...)
+			add([]byte(uid), buf)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(scanAll(&c, 10), ""); got != "abmx" {
+		t.Errorf("after Load the cache lists %s, want abmx", got)
+	}
+	if _, ok := c.Get("stale"); ok || c.Len() != 4 {
+		t.Errorf("Load kept the old contents: Len %d", c.Len())
+	}
+	c.Put(rec("c"))
+	if got := strings.Join(scanAll(&c, 10), ""); got != "abcmx" {
+		t.Errorf("after a Put the cache lists %s, want abcmx", got)
+	}
 }

@@ -82,9 +82,9 @@ var (
 	built   = map[string]string{}
 )
 
-// binary builds a command of this module once per test run and returns
+// buildCmd builds a command of this module once per test run and returns
 // its path. Under -race the binary is built with the race detector too.
-func binary(t testing.TB, pkg string) string {
+func buildCmd(t testing.TB, pkg string) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
@@ -118,7 +118,7 @@ func (e *testEnv) produce(t testing.TB, args ...string) string {
 // it to succeed and returns its output.
 func (e *testEnv) produceAsync(t testing.TB, args ...string) (wait func() string) {
 	t.Helper()
-	cmd := exec.Command(binary(t, "./producer"), args...)
+	cmd := exec.Command(buildCmd(t, "./producer"), args...)
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"NATS_URL=" + e.vars["NATS_URL"],

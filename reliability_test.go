@@ -42,7 +42,7 @@ func (e *testEnv) startProc(t testing.TB, extra ...string) *procService {
 	for i := 0; i+1 < len(extra); i += 2 {
 		vars[extra[i]] = extra[i+1]
 	}
-	cmd := exec.Command(binary(t, "."))
+	cmd := exec.Command(buildCmd(t, "."))
 	// Only the test's settings, not the developer's environment.
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range vars {

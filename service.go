@@ -22,7 +22,9 @@ func NewService(store *Store, cache *Cache) *Service {
 
 // Load fills the cache with every stored order.
 func (s *Service) Load(ctx context.Context) error {
-	return s.store.Load(ctx, s.cache.Put)
+	return s.cache.Load(func(add func(uid, body []byte)) error {
+		return s.store.Load(ctx, add)
+	})
 }
 
 // Create stores a new order, or returns ErrExists.

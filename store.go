@@ -162,20 +162,21 @@ func (s *Store) Scan(ctx context.Context, dst [][]byte, after string, n int) ([]
 	return dst, last, nil
 }
 
-// Load calls fn with every stored order, in id order.
-func (s *Store) Load(ctx context.Context, fn func(Record)) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT order_uid, body FROM orders ORDER BY order_uid`)
+// Load calls fn with the id and body of every stored order, in no
+// particular order. The slices are valid only until fn returns.
+func (s *Store) Load(ctx context.Context, fn func(uid, body []byte)) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT order_uid, body FROM orders`)
 	if err != nil {
 		return wrap("loading orders", err)
 	}
 	defer rows.Close()
 
+	var uid, body sql.RawBytes
 	for rows.Next() {
-		var r Record
-		if err := rows.Scan(&r.UID, &r.Body); err != nil {
+		if err := rows.Scan(&uid, &body); err != nil {
 			return wrap("loading orders", err)
 		}
-		fn(r)
+		fn(uid, body)
 	}
 	return wrap("loading orders", rows.Err())
 }
