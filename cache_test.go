@@ -238,7 +238,7 @@ func TestCacheLoad(t *testing.T) {
 	var c Cache
 	c.Put(rec("stale"))
 	rows := []string{"m", "b", "x", "a"}
-	err := c.Load(func(add func(uid, body []byte)) error {
+	err := c.Load(2, func(add func(uid, body []byte)) error {
 		buf := make([]byte, 0, 64)
 		for _, uid := range rows {
 			// The same buffer every time: Load must copy.

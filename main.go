@@ -13,9 +13,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 )
+
+// gcPercent is the garbage collector's target when GOGC is not set: the
+// heap may grow by this share of the live data before a collection.
+const gcPercent = 20
 
 // lookupReaders is how many reads of single orders may be under way at
 // once; each carries every request that came in meanwhile. Fewer readers
@@ -55,6 +60,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", "config", cfg)
+	if getenv("GOGC") == "" {
+		// The cache is most of the heap and holds no pointers, so a
+		// collection is cheap however large it is; collecting more often
+		// keeps the process close to the size of its orders.
+		debug.SetGCPercent(gcPercent)
+	}
 
 	store, err := NewStore(cfg.DatabaseURL, cfg.DBMaxConns)
 	if err != nil {

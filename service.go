@@ -22,7 +22,11 @@ func NewService(store *Store, cache *Cache) *Service {
 
 // Load fills the cache with every stored order.
 func (s *Service) Load(ctx context.Context) error {
-	return s.cache.Load(func(add func(uid, body []byte)) error {
+	expect, err := s.store.Estimate(ctx)
+	if err != nil {
+		return err
+	}
+	return s.cache.Load(expect, func(add func(uid, body []byte)) error {
 		return s.store.Load(ctx, add)
 	})
 }

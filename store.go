@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
@@ -160,6 +161,14 @@ func (s *Store) Scan(ctx context.Context, dst [][]byte, after string, n int) ([]
 		return dst, after, wrap("listing orders", err)
 	}
 	return dst, last, nil
+}
+
+// Estimate returns the planner's estimate of the number of stored orders,
+// which costs nothing to read; it is -1 before the table was analysed.
+func (s *Store) Estimate(ctx context.Context) (int, error) {
+	var n float64
+	err := s.db.QueryRowContext(ctx, `SELECT reltuples FROM pg_class WHERE oid = 'orders'::regclass`).Scan(&n)
+	return int(n), wrap("estimating orders", err)
 }
 
 // Load calls fn with the id and body of every stored order, in no
@@ -441,7 +450,7 @@ func (stallDialer) DialContext(ctx context.Context, network, address string) (ne
 	if err != nil {
 		return nil, err
 	}
-	return &stallConn{Conn: c}, nil
+	return newStallConn(c), nil
 }
 
 // stallConn moves its deadline stallTimeout ahead on every write and on
@@ -449,9 +458,22 @@ func (stallDialer) DialContext(ctx context.Context, network, address string) (ne
 // so an idle connection never trips it, and a slow but moving response
 // (loading the whole table) does not either. Reads move the deadline only
 // once it is half used, to keep the common small read cheap.
+//
+// It also buffers reads: lib/pq reads in pieces of 4 KiB, which would cost
+// a system call every few rows while the whole table streams in.
 type stallConn struct {
 	net.Conn
+	in       *bufio.Reader
 	deadline time.Time
+}
+
+// readBuffer is the size of a connection's read buffer.
+const readBuffer = 64 << 10
+
+func newStallConn(c net.Conn) *stallConn {
+	sc := &stallConn{Conn: c}
+	sc.in = bufio.NewReaderSize(readerFunc(sc.read), readBuffer)
+	return sc
 }
 
 func (c *stallConn) Write(b []byte) (int, error) {
@@ -460,6 +482,10 @@ func (c *stallConn) Write(b []byte) (int, error) {
 }
 
 func (c *stallConn) Read(b []byte) (int, error) {
+	return c.in.Read(b)
+}
+
+func (c *stallConn) read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		if now := time.Now(); c.deadline.Sub(now) < stallTimeout/2 {
@@ -473,6 +499,11 @@ func (c *stallConn) extend(now time.Time) {
 	c.deadline = now.Add(stallTimeout)
 	c.Conn.SetDeadline(c.deadline)
 }
+
+// readerFunc turns a function into an io.Reader.
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
 
 // wrap adds what was being done to err, and marks errors that mean the
 // database cannot serve right now so callers can tell them from bad
