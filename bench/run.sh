@@ -12,10 +12,13 @@
 #      -c5 and -c64, interleaved with the references: a bare net/http
 #      server holding the same bytes (bench/bare) and pgbench -M prepared
 #      running the database route's key lookup.
-#   4. The service restarts on the loaded database: time to ready, and its
-#      resident memory once warm.
+#   4. The service restarts on the loaded database: time to ready, set
+#      against psql reading the same rows out, and its resident memory once
+#      warm, set against the size of the orders' JSON.
+#   5. With -c, create/delete churn at a constant number of orders for that
+#      many seconds, sampling the resident memory as it goes.
 #
-#   bench/run.sh [-n orders] [-d seconds per wrk run] [-o results.md]
+#   bench/run.sh [-n orders] [-d seconds per wrk run] [-c churn seconds] [-o results.md]
 #
 # Prints one table; with -o also writes it, with the machine's details, to
 # a file (bench/RESULTS.md keeps the last full run). A run whose wrk or
@@ -25,11 +28,13 @@ set -euo pipefail
 
 n=100000
 dur=10
+churn=0
 out=
-while getopts "n:d:o:" opt; do
+while getopts "n:d:c:o:" opt; do
 	case $opt in
 	n) n=$OPTARG ;;
 	d) dur=$OPTARG ;;
+	c) churn=$OPTARG ;;
 	o) out=$OPTARG ;;
 	*) exit 2 ;;
 	esac
@@ -149,14 +154,39 @@ for c in 5 64; do
 	wrk_run "cache page of 100 -c$c" $c "/api/models/cache?limit=100&after=%s" "$base"
 done
 
-# 4. Restart on the loaded database.
+# 4. Restart on the loaded database, against psql reading the rows out.
 kill "$svc_pid"
 wait "$svc_pid" || true
+t0=$(now)
+sql "\\copy (SELECT order_uid, body FROM orders) TO '/dev/null'"
+copyout_secs=$(since "$t0")
 t0=$(now)
 start_service
 startup_secs=$(since "$t0")
 BENCH_PATH=/api/models/cache/%s BENCH_N=$n wrk -t2 -c5 -d2s -s "$root/bench/ids.lua" "$base" >/dev/null
-rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$svc_pid/status")
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$svc_pid/status"; }
+rss_kb=$(rss)
+
+# 5. Churn at constant size.
+if ((churn > 0)); then
+	log "churning for $churn s"
+	curl -s "$base/api/models/cache/bench-00000001" | sed 's/bench-00000001/@UID@/g' >"$work/order.tmpl"
+	BENCH_ORDER=$work/order.tmpl BENCH_KEEP=100 wrk -t2 -c2 -d"${churn}s" -s "$root/bench/churn.lua" "$base" >"$work/churn.out" 2>&1 &
+	wrk_pid=$!
+	samples=()
+	step=$(((churn + 9) / 10))
+	while kill -0 "$wrk_pid" 2>/dev/null; do
+		samples+=("$(rss)")
+		sleep "$step"
+	done
+	wait "$wrk_pid"
+	samples+=("$(rss)")
+	churn_rate=$(awk '/^Requests\/sec/ {print $2}' "$work/churn.out")
+	churn_non2xx=$(awk '/Non-2xx/ {print $5}' "$work/churn.out")
+	churn_first=${samples[0]} churn_last=${samples[-1]} churn_max=0
+	for x in "${samples[@]}"; do ((x > churn_max)) && churn_max=$x; done
+	log "churn: ${churn_rate} req/s, non-2xx ${churn_non2xx:-0}, RSS samples (KiB): ${samples[*]}"
+fi
 
 # The table.
 field() { echo "$1" | cut -d'|' -f"$2"; }
@@ -207,9 +237,15 @@ ratio() { echo "scale=2; $1 / $2" | bc -l; }
 			echo "| $name, req/s | $shown | $ref | $rratio | $(field "$r" 3) | $(field "$r" 4) | $(field "$r" 5) | $(field "$r" 6) |"
 		done
 	done
-	printf "| start-up with %d orders, s | %.2f | | | | | | |\n" "$n" "$startup_secs"
-	printf "| resident memory, MiB (orders' JSON: %.0f MiB) | %.0f | | %s | | | | |\n" \
-		"$(echo "$json_bytes / 1048576" | bc -l)" "$(echo "$rss_kb / 1024" | bc -l)" "$(ratio "$rss_kb * 1024" "$json_bytes")"
+	printf "| start-up with %d orders until ready, s | %.2f | psql reading them out %.2f | %s | | | | |\n" \
+		"$n" "$startup_secs" "$copyout_secs" "$(ratio "$startup_secs" "$copyout_secs")"
+	printf "| resident memory once warm, MiB | %.0f | orders' JSON %.0f | %s | | | | |\n" \
+		"$(echo "$rss_kb / 1024" | bc -l)" "$(echo "$json_bytes / 1048576" | bc -l)" "$(ratio "$rss_kb * 1024" "$json_bytes")"
+	if ((churn > 0)); then
+		printf "| resident memory after %d s of create/delete churn (%.0f req/s), MiB | %.0f (most %.0f) | at its start %.0f | %s | | | | %s |\n" \
+			"$churn" "$churn_rate" "$(echo "$churn_last / 1024" | bc -l)" "$(echo "$churn_max / 1024" | bc -l)" \
+			"$(echo "$churn_first / 1024" | bc -l)" "$(ratio "$churn_last" "$churn_first")" "${churn_non2xx:-0}"
+	fi
 } >"$work/table.md"
 
 cat "$work/table.md"
@@ -220,7 +256,7 @@ if [[ -n $out ]]; then
 	{
 		echo "# Benchmark results"
 		echo
-		echo "\`bench/run.sh -n $n -d $dur\` on $(date -u +%Y-%m-%d): $(nproc) cores,"
+		echo "\`bench/run.sh -n $n -d $dur -c $churn\` on $(date -u +%Y-%m-%d): $(nproc) cores,"
 		echo "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB;"
 		echo "$(go version | cut -d' ' -f3), PostgreSQL $(psql --version | awk '{print $3}'), wrk and the service sharing the cores."
 		echo "The run took $(printf %.0f "$total_secs") s."
