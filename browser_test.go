@@ -61,6 +61,7 @@ type browserReport struct {
 	UnknownHidden bool       `json:"unknownHidden"`
 
 	Operations []string `json:"operations"`
+	Authorize  bool     `json:"authorize"`
 }
 
 func runBrowser(t testing.TB, args ...string) browserReport {
@@ -142,5 +143,8 @@ func TestBrowserSwaggerUIRendersEveryOperation(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("Swagger UI shows\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	if !r.Authorize {
+		t.Error("Swagger UI offers no Authorize button for the bearer token")
 	}
 }

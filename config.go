@@ -25,6 +25,7 @@ type Config struct {
 	LogLevel     slog.Level
 	LogRequests  bool
 	Pprof        bool
+	APIToken     string
 	Stream       StreamConfig
 }
 
@@ -66,6 +67,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 	define("log-level", "LOG_LEVEL", func(name, usage string) { fs.TextVar(&c.LogLevel, name, slog.LevelInfo, usage) }, "least level logged: debug, info, warn or error")
 	define("log-requests", "LOG_REQUESTS", func(name, usage string) { fs.BoolVar(&c.LogRequests, name, false, usage) }, "log every HTTP request: method, path, status, duration")
 	define("pprof", "PPROF", func(name, usage string) { fs.BoolVar(&c.Pprof, name, false, usage) }, "serve net/http/pprof profiles under /debug/pprof/")
+	define("api-token", "API_TOKEN", str(&c.APIToken, ""), "bearer token that POST, DELETE, /api/rejected and /debug/ need; empty leaves them open (prefer the variable: a flag shows in ps)")
 	define("nats-url", "NATS_URL", str(&c.Stream.URL, "nats://localhost:4222"), "NATS server `URL`")
 	define("nats-cluster-id", "NATS_CLUSTER_ID", str(&c.Stream.ClusterID, "test-cluster"), "NATS Streaming cluster id")
 	define("nats-client-id", "NATS_CLIENT_ID", str(&c.Stream.ClientID, "orders-service"), "NATS Streaming client id; unique per running instance and stable across restarts")
@@ -238,7 +240,16 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.Bool("log_requests", c.LogRequests),
 		slog.Bool("pprof", c.Pprof),
+		slog.String("api_token", redactSecret(c.APIToken)),
 	)
+}
+
+// redactSecret shows whether a secret is set, not what it is.
+func redactSecret(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return "xxxxx"
 }
 
 var passwordParam = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)

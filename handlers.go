@@ -31,6 +31,7 @@ type server struct {
 	lookups   *lookups
 	dbTimeout time.Duration
 	maxBody   int64
+	token     apiToken
 	// logRequests logs a line per request; pprof serves profiles.
 	logRequests bool
 	pprof       bool
@@ -39,34 +40,40 @@ type server struct {
 	cacheReady atomic.Bool
 }
 
-// apiRoute is one documented route of the API.
+// apiRoute is one documented route of the API. A protected route needs
+// the API token, when one is set.
 type apiRoute struct {
-	pattern string
-	handler func(*server, http.ResponseWriter, *http.Request)
+	pattern   string
+	handler   func(*server, http.ResponseWriter, *http.Request)
+	protected bool
 }
 
 // apiRoutes lists every route swagger.json documents, in the same terms;
 // a test holds the two equal.
 var apiRoutes = []apiRoute{
-	{"GET /api/models", (*server).handleList},
-	{"POST /api/models", (*server).handleCreate},
-	{"GET /api/models/{id}", (*server).handleGet},
-	{"DELETE /api/models/{id}", (*server).handleDelete},
-	{"GET /api/models/cache", (*server).handleCacheList},
-	{"GET /api/models/cache/{id}", (*server).handleCacheGet},
-	{"GET /api/rejected", (*server).handleRejected},
-	{"GET /healthz", (*server).handleHealth},
-	{"GET /readyz", (*server).handleReady},
-	{"GET /debug/vars", (*server).handleVars},
+	{"GET /api/models", (*server).handleList, false},
+	{"POST /api/models", (*server).handleCreate, true},
+	{"GET /api/models/{id}", (*server).handleGet, false},
+	{"DELETE /api/models/{id}", (*server).handleDelete, true},
+	{"GET /api/models/cache", (*server).handleCacheList, false},
+	{"GET /api/models/cache/{id}", (*server).handleCacheGet, false},
+	{"GET /api/rejected", (*server).handleRejected, true},
+	{"GET /healthz", (*server).handleHealth, false},
+	{"GET /readyz", (*server).handleReady, false},
+	{"GET /debug/vars", (*server).handleVars, true},
 }
 
 // routes returns the handler for every route the service serves.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range apiRoutes {
-		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
+		var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			rt.handler(s, w, r)
 		})
+		if rt.protected {
+			h = s.protect(h)
+		}
+		mux.Handle(rt.pattern, h)
 	}
 	page, files := lookupHandler()
 	mux.Handle("GET /{$}", page)
@@ -74,11 +81,11 @@ func (s *server) routes() http.Handler {
 	mux.Handle("GET /swagger/", http.StripPrefix("/swagger", swaggerHandler()))
 	mux.Handle("GET /swagger", http.RedirectHandler("/swagger/index.html", http.StatusMovedPermanently))
 	if s.pprof {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		mux.Handle("GET /debug/pprof/", s.protect(http.HandlerFunc(pprof.Index)))
+		mux.Handle("GET /debug/pprof/cmdline", s.protect(http.HandlerFunc(s.handleCmdline)))
+		mux.Handle("GET /debug/pprof/profile", s.protect(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("GET /debug/pprof/symbol", s.protect(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("GET /debug/pprof/trace", s.protect(http.HandlerFunc(pprof.Trace)))
 	}
 	return s.instrument(s.jsonFallback(mux))
 }

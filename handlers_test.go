@@ -19,7 +19,7 @@ func newCacheServer(t testing.TB, recs ...Record) *server {
 		cache:   &Cache{},
 		maxBody: 4096,
 	}
-	s.metrics = newMetrics(s.cache.Len)
+	s.metrics = newMetrics([]string{"orders"}, s.cache.Len)
 	s.workers = startDBWorkers(1)
 	t.Cleanup(func() { close(s.workers.jobs) })
 	s.cache.PutAll(recs)
@@ -38,10 +38,10 @@ func serve(h http.Handler, method, target, contentType, body string) response {
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, req)
-	return response{w.Code, w.Header(), w.Body.String()}
+	return serveRequest(h, req)
 }
+
+func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
 
 // errorOf returns the message of a JSON error body, or fails.
 func errorOf(t testing.TB, r response) string {

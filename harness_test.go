@@ -183,9 +183,10 @@ func (p *process) running() bool {
 
 // pgServer is a PostgreSQL server in a folder of its own.
 type pgServer struct {
-	bin  string
-	data string
-	port int
+	bin   string
+	data  string
+	port  int
+	extra []string // more server options, as -c name=value pairs
 	cred *syscall.Credential // the postgres user, when the tests run as root
 	proc *process
 }
@@ -258,10 +259,10 @@ func newPGServer(dir string) (*pgServer, error) {
 
 // start starts the server and waits until it accepts connections.
 func (s *pgServer) start() error {
-	proc, err := startProcess("postgres", s.data+".log", s.cred, filepath.Join(s.bin, "postgres"),
-		"-D", s.data, "-p", strconv.Itoa(s.port),
-		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200")
+	args := append([]string{"-D", s.data, "-p", strconv.Itoa(s.port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="},
+		append([]string{"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"}, s.extra...)...)
+	proc, err := startProcess("postgres", s.data+".log", s.cred, filepath.Join(s.bin, "postgres"), args...)
 	if err != nil {
 		return err
 	}
@@ -345,7 +346,10 @@ type natsServer struct {
 	bin     string
 	dir     string
 	port    int
-	monitor int // HTTP monitoring port
+	monitor int      // HTTP monitoring port
+	extra   []string // more server flags
+	user    string   // credentials clients need, if set
+	pass    string
 	proc    *process
 }
 
@@ -366,6 +370,12 @@ func findNATSBin() (string, error) {
 }
 
 func newNATSServer(dir string) (*natsServer, error) {
+	return newNATSServerWith(dir, "", "")
+}
+
+// newNATSServerWith starts a server that, with a user, admits only that
+// user with that password.
+func newNATSServerWith(dir, user, pass string) (*natsServer, error) {
 	bin, err := findNATSBin()
 	if err != nil {
 		return nil, err
@@ -381,17 +391,20 @@ func newNATSServer(dir string) (*natsServer, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &natsServer{bin: bin, dir: dir, port: port, monitor: monitor}
+	s := &natsServer{bin: bin, dir: dir, port: port, monitor: monitor, user: user, pass: pass}
 	return s, s.start()
 }
 
 // start starts the server on its port and store and waits until a client
 // can connect.
 func (s *natsServer) start() error {
-	proc, err := startProcess("nats-streaming-server", s.dir+".log", nil, s.bin,
-		"-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-m", strconv.Itoa(s.monitor), "-cid", testClusterID,
-		"-store", "file", "-dir", filepath.Join(s.dir, "store"), "--file_sync=false",
-		"-max_msgs", "0", "-max_bytes", "0", "-max_age", "0s")
+	args := append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-m", strconv.Itoa(s.monitor),
+		"-cid", testClusterID, "-store", "file", "-dir", filepath.Join(s.dir, "store"), "--file_sync=false",
+		"-max_msgs", "0", "-max_bytes", "0", "-max_age", "0s"}, s.extra...)
+	if s.user != "" {
+		args = append(args, "--user", s.user, "--pass", s.pass)
+	}
+	proc, err := startProcess("nats-streaming-server", s.dir+".log", nil, s.bin, args...)
 	if err != nil {
 		return err
 	}
@@ -400,7 +413,7 @@ func (s *natsServer) start() error {
 		if !proc.running() {
 			return fmt.Errorf("nats-streaming-server exited; see %s.log", s.dir)
 		}
-		sc, err := stan.Connect(testClusterID, unique("probe"), stan.NatsURL(s.url()), stan.ConnectWait(time.Second))
+		sc, err := stan.Connect(testClusterID, unique("probe"), stan.NatsURL(s.clientURL()), stan.ConnectWait(time.Second))
 		if err != nil {
 			return err
 		}
@@ -440,6 +453,14 @@ func (s *natsServer) pending(channel string) (int, error) {
 func (s *natsServer) kill() error { return s.proc.signal(syscall.SIGKILL) }
 func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
 
+// clientURL is the URL a client uses, credentials included.
+func (s *natsServer) clientURL() string {
+	if s.user == "" {
+		return s.url()
+	}
+	return fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", s.user, s.pass, s.port)
+}
+
 // testEnv is one test's slice of the servers: a database and a channel.
 type testEnv struct {
 	vars map[string]string
@@ -459,6 +480,13 @@ func newTestEnv(t testing.TB) *testEnv {
 // alone, for tests that stop, kill or restart them.
 func newPrivateEnv(t testing.TB) *testEnv {
 	t.Helper()
+	return newPrivateEnvWith(t, "", "")
+}
+
+// newPrivateEnvWith is newPrivateEnv with a NATS server that admits only
+// the given user, if one is given.
+func newPrivateEnvWith(t testing.TB, natsUser, natsPass string) *testEnv {
+	t.Helper()
 	needIntegration(t)
 	dir, err := os.MkdirTemp(harnessDir, "private-")
 	if err != nil {
@@ -470,7 +498,7 @@ func newPrivateEnv(t testing.TB) *testEnv {
 		t.Fatalf("starting a private PostgreSQL: %v", err)
 	}
 	t.Cleanup(func() { pg.stop() })
-	nats, err := newNATSServer(filepath.Join(dir, "nats"))
+	nats, err := newNATSServerWith(filepath.Join(dir, "nats"), natsUser, natsPass)
 	if err != nil {
 		t.Fatalf("starting a private NATS Streaming: %v", err)
 	}
@@ -482,7 +510,7 @@ func newTestEnvOn(t testing.TB, pg *pgServer, nats *natsServer) *testEnv {
 	t.Helper()
 	return &testEnv{pg: pg, nats: nats, vars: map[string]string{
 		"DATABASE_URL":    pg.createDB(t),
-		"NATS_URL":        nats.url(),
+		"NATS_URL":        nats.clientURL(),
 		"NATS_CLUSTER_ID": testClusterID,
 		"NATS_CHANNEL":    unique("orders"),
 		"NATS_CLIENT_ID":  unique("svc"),

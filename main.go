@@ -60,6 +60,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", "config", cfg)
+	if cfg.APIToken == "" {
+		log.Warn("API_TOKEN is not set: anyone who reaches the API can create and delete orders; fine for local development, not for production")
+	}
 	if getenv("GOGC") == "" {
 		// The cache is most of the heap and holds no pointers, so a
 		// collection is cheap however large it is; collecting more often
@@ -76,7 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info("database closed")
 	}()
 	cache := &Cache{}
-	metrics := newMetrics(cache.Len)
+	metrics := newMetrics(args, cache.Len)
 	svc := NewService(store, cache)
 	ingester := NewIngester(cfg.Stream, svc, log, metrics)
 	srv := &server{
@@ -92,6 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		lookups:     startLookups(store, max(1, min(lookupReaders, cfg.DBMaxConns-1)), cfg.DBTimeout),
 		dbTimeout:   cfg.DBTimeout,
 		maxBody:     cfg.MaxBodyBytes,
+		token:       newAPIToken(cfg.APIToken),
 		logRequests: cfg.LogRequests,
 		pprof:       cfg.Pprof,
 	}

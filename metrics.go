@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"expvar"
 	"fmt"
 	"net/http"
@@ -12,7 +13,8 @@ import (
 // key "orders". The zero value is not usable; use newMetrics. Metrics is
 // safe for concurrent use.
 type Metrics struct {
-	vars expvar.Map
+	vars    expvar.Map
+	cmdline []string // shown instead of expvar's own, which is unredacted
 
 	Ingested    expvar.Int // orders stored from the stream
 	Duplicates  expvar.Int // stream orders already stored, acknowledged only
@@ -27,8 +29,10 @@ type Metrics struct {
 	Reconnects  expvar.Int // streaming sessions restored after a loss
 }
 
-func newMetrics(cacheSize func() int) *Metrics {
-	m := &Metrics{BatchSizes: newHistogram(1, 10, 100, 1000, 10000)}
+// newMetrics returns the metrics of a service started with the command
+// line args, reading the cache's size through cacheSize.
+func newMetrics(args []string, cacheSize func() int) *Metrics {
+	m := &Metrics{cmdline: redactArgs(args), BatchSizes: newHistogram(1, 10, 100, 1000, 10000)}
 	m.vars.Init()
 	m.Responses.Init()
 	m.vars.Set("ingested", &m.Ingested)
@@ -57,11 +61,16 @@ func (m *Metrics) countResponse(status int) {
 }
 
 // ServeHTTP serves the process's expvar variables and these metrics as one
-// JSON object, like expvar.Handler.
+// JSON object, like expvar.Handler, with the command line redacted.
 func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	fmt.Fprintf(w, "{\n")
 	expvar.Do(func(kv expvar.KeyValue) {
+		if kv.Key == "cmdline" {
+			cmdline, _ := json.Marshal(m.cmdline)
+			fmt.Fprintf(w, "%q: %s,\n", kv.Key, cmdline)
+			return
+		}
 		fmt.Fprintf(w, "%q: %s,\n", kv.Key, kv.Value)
 	})
 	fmt.Fprintf(w, "%q: %s\n}\n", "orders", m.vars.String())

@@ -16,6 +16,7 @@ func (s *server) instrument(h http.Handler) http.Handler {
 		if s.logRequests {
 			start = time.Now()
 		}
+		w.Header()["X-Content-Type-Options"] = nosniff
 		sw := statusWriters.Get().(*statusWriter)
 		sw.ResponseWriter, sw.status = w, 0
 		defer func() {

@@ -31,6 +31,12 @@ type procService struct {
 // readiness, so it can start with a dependency down.
 func (e *testEnv) startProc(t testing.TB, extra ...string) *procService {
 	t.Helper()
+	return e.startProcArgs(t, nil, extra...)
+}
+
+// startProcArgs is startProc with command-line arguments for the service.
+func (e *testEnv) startProcArgs(t testing.TB, args []string, extra ...string) *procService {
+	t.Helper()
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +48,7 @@ func (e *testEnv) startProc(t testing.TB, extra ...string) *procService {
 	for i := 0; i+1 < len(extra); i += 2 {
 		vars[extra[i]] = extra[i+1]
 	}
-	cmd := exec.Command(buildCmd(t, "."))
+	cmd := exec.Command(buildCmd(t, "."), args...)
 	// Only the test's settings, not the developer's environment.
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range vars {

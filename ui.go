@@ -36,17 +36,20 @@ func lookupHandler() (page, files http.Handler) {
 		panic(err)
 	}
 	page = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setPageHeaders(w.Header(), pagePolicy)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(index)
 	})
-	return page, http.StripPrefix("/web", staticFiles(sub, "/web"))
+	return page, http.StripPrefix("/web", staticFiles(sub, "/web", pagePolicy))
 }
 
-// staticFiles serves the files of fsys, answering a JSON 404 for a name it
-// does not hold; prefix is where it is mounted, for that message.
-func staticFiles(fsys fs.FS, prefix string) http.Handler {
+// staticFiles serves the files of fsys under a Content-Security-Policy,
+// answering a JSON 404 for a name it does not hold; prefix is where it is
+// mounted, for that message.
+func staticFiles(fsys fs.FS, prefix string, policy []string) http.Handler {
 	files := http.FileServerFS(fsys)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setPageHeaders(w.Header(), policy)
 		name := strings.TrimPrefix(r.URL.Path, "/")
 		if info, err := fs.Stat(fsys, name); err != nil || info.IsDir() {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such file: " + prefix + r.URL.Path})
@@ -67,7 +70,7 @@ func swaggerHandler() http.Handler {
 	if err != nil {
 		panic(err)
 	}
-	static := staticFiles(files, "/swagger")
+	static := staticFiles(files, "/swagger", swaggerPolicy)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/swagger.json":
@@ -75,6 +78,7 @@ func swaggerHandler() http.Handler {
 		case "/", "/index.html":
 			// Served directly: the file server would redirect
 			// index.html to the bare folder.
+			setPageHeaders(w.Header(), swaggerPolicy)
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Write(index)
 		default:

@@ -76,7 +76,9 @@ async function swagger() {
       return `${method} ${path}`;
     }));
   const title = await page.textContent(".info .title");
-  return { title, operations };
+  // The bearer scheme in swagger.json shows as an Authorize button.
+  const authorize = (await page.$(".auth-wrapper .authorize")) !== null;
+  return { title, operations, authorize };
 }
 
 let report;
