@@ -186,9 +186,9 @@ type pgServer struct {
 	bin   string
 	data  string
 	port  int
-	extra []string // more server options, as -c name=value pairs
-	cred *syscall.Credential // the postgres user, when the tests run as root
-	proc *process
+	extra []string            // more server options, as -c name=value pairs
+	cred  *syscall.Credential // the postgres user, when the tests run as root
+	proc  *process
 }
 
 func findPGBin() (string, error) {
