@@ -133,6 +133,24 @@ func (c *Cache) relocate(uid string, r ref) {
 	c.order.replace(&c.arena, uid, r)
 }
 
+// Set makes the cache hold body for uid, or nothing if body is nil. An
+// unchanged body is left alone.
+func (c *Cache) Set(uid string, body []byte) {
+	if body == nil {
+		c.Delete(uid)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.find(uid); ok {
+		if _, cur := c.arena.record(r); bytes.Equal(cur, body) {
+			return
+		}
+	}
+	c.put(Record{UID: uid, Body: body})
+	c.compact()
+}
+
 // Delete removes an order and reports whether it was there.
 func (c *Cache) Delete(uid string) bool {
 	c.mu.Lock()

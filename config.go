@@ -73,6 +73,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 	define("nats-client-id", "NATS_CLIENT_ID", str(&c.Stream.ClientID, "orders-service"), "NATS Streaming client id; unique per running instance and stable across restarts")
 	define("nats-channel", "NATS_CHANNEL", str(&c.Stream.Channel, "orders"), "channel orders arrive on")
 	define("nats-durable", "NATS_DURABLE", str(&c.Stream.Durable, "orders-service"), "durable subscription name; the position in the channel is kept under it")
+	define("nats-queue-group", "NATS_QUEUE_GROUP", str(&c.Stream.QueueGroup, ""), "queue group shared by several instances, each with its own client id; empty for a single instance")
 	define("batch-size", "BATCH_SIZE", num(&c.Stream.BatchSize, 1000), "most orders written to the database in one transaction")
 	define("batch-wait", "BATCH_WAIT", dur(&c.Stream.BatchWait, 5*time.Millisecond), "longest an order waits for its batch to fill")
 	define("ack-wait", "ACK_WAIT", dur(&c.Stream.AckWait, 30*time.Second), "how long the streaming server waits for an acknowledgement before redelivering")
@@ -158,6 +159,9 @@ func (c *Config) validate() error {
 	if err := checkNATSURL(c.Stream.URL); err != nil {
 		errs = append(errs, fmt.Errorf("-nats-url (NATS_URL): %w", err))
 	}
+	if c.Stream.QueueGroup != "" && !isClientID(c.Stream.QueueGroup) {
+		errs = append(errs, fmt.Errorf("-nats-queue-group (NATS_QUEUE_GROUP) must be letters, digits, '-' and '_', got %q", c.Stream.QueueGroup))
+	}
 	for _, s := range []struct {
 		name, v string
 		ok      func(string) bool
@@ -232,6 +236,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("nats_client_id", c.Stream.ClientID),
 		slog.String("nats_channel", c.Stream.Channel),
 		slog.String("nats_durable", c.Stream.Durable),
+		slog.String("nats_queue_group", c.Stream.QueueGroup),
 		slog.Int("batch_size", c.Stream.BatchSize),
 		slog.Duration("batch_wait", c.Stream.BatchWait),
 		slog.Duration("ack_wait", c.Stream.AckWait),

@@ -400,7 +400,9 @@ func newNATSServerWith(dir, user, pass string) (*natsServer, error) {
 func (s *natsServer) start() error {
 	args := append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-m", strconv.Itoa(s.monitor),
 		"-cid", testClusterID, "-store", "file", "-dir", filepath.Join(s.dir, "store"), "--file_sync=false",
-		"-max_msgs", "0", "-max_bytes", "0", "-max_age", "0s"}, s.extra...)
+		"-max_msgs", "0", "-max_bytes", "0", "-max_age", "0s",
+		// Notice a killed client within a couple of seconds.
+		"-hbi", "500ms", "-hbt", "500ms", "-hbf", "3"}, s.extra...)
 	if s.user != "" {
 		args = append(args, "--user", s.user, "--pass", s.pass)
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -146,9 +147,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return err
 }
 
-// start connects the database, loads the cache and starts the ingester.
-// It returns a channel closed when the ingester has stopped, which it does
-// once ctx is done.
+// start connects the database, loads the cache, and starts following the
+// change log and ingesting from the stream. It returns a channel closed
+// when both have stopped, which they do once ctx is done.
 func start(ctx context.Context, log *slog.Logger, store *Store, svc *Service, srv *server, in *Ingester) (<-chan struct{}, error) {
 	if err := openStore(ctx, log, store); err != nil {
 		return nil, err
@@ -156,16 +157,20 @@ func start(ctx context.Context, log *slog.Logger, store *Store, svc *Service, sr
 	srv.dbReady.Store(true)
 
 	t0 := time.Now()
-	if err := svc.Load(ctx); err != nil {
+	horizon, err := svc.Load(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("loading cache: %w", err)
 	}
 	srv.cacheReady.Store(true)
 	log.Info("cache loaded", "orders", srv.cache.Len(), "took", time.Since(t0).Round(time.Millisecond))
 
+	var wg sync.WaitGroup
+	wg.Go(func() { svc.follow(ctx, log, srv.metrics, horizon) })
+	wg.Go(func() { in.Run(ctx) })
 	done := make(chan struct{})
 	go func() {
-		defer close(done)
-		in.Run(ctx)
+		wg.Wait()
+		close(done)
 	}()
 	return done, nil
 }

@@ -27,6 +27,9 @@ type Metrics struct {
 	Deleted     expvar.Int // orders deleted through the API
 	Responses   expvar.Map // HTTP responses by status class: 2xx, 4xx, 5xx
 	Reconnects  expvar.Int // streaming sessions restored after a loss
+
+	ChangesApplied expvar.Int // orders re-read after other instances changed them
+	Reloads        expvar.Int // whole reloads after losing track of the change log
 }
 
 // newMetrics returns the metrics of a service started with the command
@@ -46,6 +49,8 @@ func newMetrics(args []string, cacheSize func() int) *Metrics {
 	m.vars.Set("deleted", &m.Deleted)
 	m.vars.Set("http_responses", &m.Responses)
 	m.vars.Set("stream_reconnects", &m.Reconnects)
+	m.vars.Set("changes_applied", &m.ChangesApplied)
+	m.vars.Set("cache_reloads", &m.Reloads)
 	m.vars.Set("cache_orders", expvar.Func(func() any { return cacheSize() }))
 	return m
 }

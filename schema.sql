@@ -30,3 +30,29 @@ CREATE TABLE IF NOT EXISTS rejected (
 -- because sequences start again if the streaming server loses its store.
 CREATE UNIQUE INDEX IF NOT EXISTS rejected_message
     ON rejected (channel, sequence, md5(payload));
+
+-- The change log: one row per order created or deleted, written in the
+-- same transaction as the change. Every instance of the service reads it
+-- to bring its cache up to date with what the others did (see
+-- follower.go). xid is the writing transaction, which tells a reader when
+-- every change before a point has committed; origin is the writing
+-- process, which skips its own changes. Rows older than a minute are
+-- pruned.
+CREATE TABLE IF NOT EXISTS changes (
+    xid       xid8   NOT NULL DEFAULT pg_current_xact_id(),
+    origin    bigint NOT NULL,
+    order_uid text COLLATE "C" NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_xid ON changes (xid);
+
+-- Wake the instances listening when a transaction logs changes. PostgreSQL
+-- sends one notification per transaction however many rows it logged.
+CREATE OR REPLACE FUNCTION notify_order_changes() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('order_changes', '');
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER order_changes_notify
+    AFTER INSERT ON changes
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_order_changes();

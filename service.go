@@ -20,15 +20,37 @@ func NewService(store *Store, cache *Cache) *Service {
 	return &Service{store: store, cache: cache}
 }
 
-// Load fills the cache with every stored order.
-func (s *Service) Load(ctx context.Context) error {
+// Load fills the cache with every stored order and returns the
+// change-log horizon to follow from (see follower).
+func (s *Service) Load(ctx context.Context) (uint64, error) {
 	expect, err := s.store.Estimate(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var horizon uint64
+	err = s.cache.Load(expect, func(add func(uid, body []byte)) error {
+		horizon, err = s.store.Load(ctx, add)
+		return err
+	})
+	return horizon, err
+}
+
+// refresh makes the cache hold what the database holds for the given ids:
+// the stored body, or nothing. The ids' locks are held from before the
+// read until the cache is updated, so a local write cannot slip between
+// them and be undone by an older read.
+func (s *Service) refresh(ctx context.Context, uids []string) error {
+	unlock := s.locks.lock(uids...)
+	defer unlock()
+
+	found, err := s.store.GetMany(ctx, uids)
 	if err != nil {
 		return err
 	}
-	return s.cache.Load(expect, func(add func(uid, body []byte)) error {
-		return s.store.Load(ctx, add)
-	})
+	for _, uid := range uids {
+		s.cache.Set(uid, found[uid])
+	}
+	return nil
 }
 
 // Create stores a new order, or returns ErrExists.

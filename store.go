@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"database/sql/driver"
 	_ "embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,8 +37,13 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 )
 
-// Store keeps orders in PostgreSQL. It is safe for concurrent use.
+// Store keeps orders in PostgreSQL, and logs each change to them in the
+// changes table under its origin, a number drawn at random for each Store
+// so that a process can tell its own changes from other instances'. It is
+// safe for concurrent use.
 type Store struct {
+	origin  int64
+	dsn     string
 	db      *sql.DB
 	get     *sql.Stmt
 	getMany *sql.Stmt
@@ -57,7 +65,9 @@ func NewStore(dsn string, maxConns int) (*Store, error) {
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
-	return &Store{db: db}, nil
+	var origin [8]byte
+	rand.Read(origin[:])
+	return &Store{origin: int64(binary.LittleEndian.Uint64(origin[:]) >> 1), dsn: dsn, db: db}, nil
 }
 
 // Init connects, applies the schema and prepares the statements the
@@ -76,8 +86,19 @@ func (s *Store) Init(ctx context.Context) error {
 		{&s.get, `SELECT body FROM orders WHERE order_uid = $1`},
 		{&s.getMany, `SELECT order_uid, body FROM orders WHERE order_uid = ANY($1)`},
 		{&s.scan, `SELECT order_uid, body FROM orders WHERE order_uid > $1 ORDER BY order_uid LIMIT $2`},
-		{&s.insert, `INSERT INTO orders (order_uid, body) VALUES ($1, $2) ON CONFLICT DO NOTHING`},
-		{&s.delete, `DELETE FROM orders WHERE order_uid = $1 RETURNING body`},
+		{&s.insert, `
+			WITH ins AS (
+				INSERT INTO orders (order_uid, body) VALUES ($1, $2)
+				ON CONFLICT DO NOTHING
+				RETURNING order_uid)
+			INSERT INTO changes (origin, order_uid) SELECT $3, order_uid FROM ins`},
+		{&s.delete, `
+			WITH del AS (
+				DELETE FROM orders WHERE order_uid = $1
+				RETURNING order_uid, body),
+			logged AS (
+				INSERT INTO changes (origin, order_uid) SELECT $2, order_uid FROM del)
+			SELECT body FROM del`},
 	}
 	for _, st := range stmts {
 		stmt, err := s.db.PrepareContext(ctx, st.query)
@@ -172,22 +193,78 @@ func (s *Store) Estimate(ctx context.Context) (int, error) {
 }
 
 // Load calls fn with the id and body of every stored order, in no
-// particular order. The slices are valid only until fn returns.
-func (s *Store) Load(ctx context.Context, fn func(uid, body []byte)) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT order_uid, body FROM orders`)
+// particular order, and returns the change-log horizon of what it read
+// (see follower): changes by transactions below it are in what fn saw.
+// The slices passed to fn are valid only until it returns.
+func (s *Store) Load(ctx context.Context, fn func(uid, body []byte)) (uint64, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
-		return wrap("loading orders", err)
+		return 0, wrap("loading orders", err)
+	}
+	defer tx.Rollback()
+
+	// In one snapshot: the horizon, then the rows.
+	horizon, err := snapshotXmin(ctx, tx)
+	if err != nil {
+		return 0, wrap("loading orders", err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT order_uid, body FROM orders`)
+	if err != nil {
+		return 0, wrap("loading orders", err)
 	}
 	defer rows.Close()
 
 	var uid, body sql.RawBytes
 	for rows.Next() {
 		if err := rows.Scan(&uid, &body); err != nil {
-			return wrap("loading orders", err)
+			return 0, wrap("loading orders", err)
 		}
 		fn(uid, body)
 	}
-	return wrap("loading orders", rows.Err())
+	return horizon, wrap("loading orders", rows.Err())
+}
+
+// snapshotXmin returns the oldest transaction still running: every
+// transaction with a lower id has ended.
+func snapshotXmin(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (uint64, error) {
+	var xmin string
+	if err := q.QueryRowContext(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&xmin); err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(xmin, 10, 64)
+}
+
+// Changes returns a new horizon and the ids of the orders that other
+// processes changed by transactions between the given horizon and the new
+// one. Every such transaction has ended, so the list is complete.
+func (s *Store) Changes(ctx context.Context, horizon uint64) (uint64, []string, error) {
+	upto, err := snapshotXmin(ctx, s.db)
+	if err != nil {
+		return 0, nil, wrap("reading changes", err)
+	}
+	if upto <= horizon {
+		return horizon, nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT DISTINCT order_uid FROM changes
+		WHERE xid >= $1::text::xid8 AND xid < $2::text::xid8 AND origin <> $3`,
+		strconv.FormatUint(horizon, 10), strconv.FormatUint(upto, 10), s.origin)
+	if err != nil {
+		return 0, nil, wrap("reading changes", err)
+	}
+	var uids []string
+	if err := collect(rows, func(uid string, _ []byte) { uids = append(uids, uid) }); err != nil {
+		return 0, nil, wrap("reading changes", err)
+	}
+	return upto, uids, nil
+}
+
+// PruneChanges deletes the logged changes of transactions below horizon.
+func (s *Store) PruneChanges(ctx context.Context, horizon uint64) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM changes WHERE xid < $1::text::xid8`, strconv.FormatUint(horizon, 10))
+	return wrap("pruning changes", err)
 }
 
 // Begin starts a transaction for writing orders.
@@ -218,7 +295,7 @@ func (t *Tx) Rollback() {
 
 // Insert stores a new order, or returns ErrExists if its id is taken.
 func (t *Tx) Insert(ctx context.Context, r Record) error {
-	res, err := t.tx.StmtContext(ctx, t.s.insert).ExecContext(ctx, r.UID, r.Body)
+	res, err := t.tx.StmtContext(ctx, t.s.insert).ExecContext(ctx, r.UID, r.Body, t.s.origin)
 	if err != nil {
 		return wrap("inserting order", err)
 	}
@@ -235,7 +312,7 @@ func (t *Tx) Insert(ctx context.Context, r Record) error {
 // Delete removes an order and returns its body.
 func (t *Tx) Delete(ctx context.Context, uid string) ([]byte, error) {
 	var body []byte
-	err := t.tx.StmtContext(ctx, t.s.delete).QueryRowContext(ctx, uid).Scan(&body)
+	err := t.tx.StmtContext(ctx, t.s.delete).QueryRowContext(ctx, uid, t.s.origin).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -286,11 +363,14 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 	}
 
 	rows, err := t.tx.QueryContext(ctx, `
-		INSERT INTO orders (order_uid, body)
-		SELECT u, b FROM unnest(string_to_array($1, ','), string_to_array($2, E'\n')) AS t(u, b)
-		ON CONFLICT DO NOTHING
+		WITH ins AS (
+			INSERT INTO orders (order_uid, body)
+			SELECT u, b FROM unnest(string_to_array($1, ','), string_to_array($2, E'\n')) AS t(u, b)
+			ON CONFLICT DO NOTHING
+			RETURNING order_uid)
+		INSERT INTO changes (origin, order_uid) SELECT $3, order_uid FROM ins
 		RETURNING order_uid`,
-		uids.String(), bodies.String())
+		uids.String(), bodies.String(), t.s.origin)
 	if err != nil {
 		return nil, wrap("inserting batch", err)
 	}

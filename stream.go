@@ -19,6 +19,10 @@ type StreamConfig struct {
 	ClientID  string
 	Channel   string
 	Durable   string
+	// QueueGroup, when set, makes the subscription a durable queue
+	// group: the instances that share it share the messages, each
+	// message going to one of them.
+	QueueGroup string
 
 	// BatchSize and BatchWait bound a batch: it is written when it holds
 	// BatchSize orders or its first order has waited BatchWait.
@@ -128,7 +132,7 @@ func (in *Ingester) session(ctx context.Context, items chan<- item, stop chan st
 		}
 		backoff = minBackoff
 		in.connected.Store(true)
-		in.log.Info("stream connected", "url", redactURL(in.cfg.URL), "channel", in.cfg.Channel, "durable", in.cfg.Durable)
+		in.log.Info("stream connected", "url", redactURL(in.cfg.URL), "channel", in.cfg.Channel, "durable", in.cfg.Durable, "queue_group", in.cfg.QueueGroup)
 
 		select {
 		case err := <-lost:
@@ -190,7 +194,7 @@ func (in *Ingester) subscribe(items chan<- item, stop <-chan struct{}, lost chan
 			in.pending.release(int64(len(m.Data)))
 		}
 	}
-	sub, err := sc.Subscribe(in.cfg.Channel, handle,
+	opts := []stan.SubscriptionOption{
 		stan.DurableName(in.cfg.Durable),
 		stan.SetManualAckMode(),
 		stan.AckWait(in.cfg.AckWait),
@@ -198,7 +202,13 @@ func (in *Ingester) subscribe(items chan<- item, stop <-chan struct{}, lost chan
 		// Applies only when the durable is new: a first start takes
 		// every order published before it.
 		stan.DeliverAllAvailable(),
-	)
+	}
+	var sub stan.Subscription
+	if in.cfg.QueueGroup != "" {
+		sub, err = sc.QueueSubscribe(in.cfg.Channel, in.cfg.QueueGroup, handle, opts...)
+	} else {
+		sub, err = sc.Subscribe(in.cfg.Channel, handle, opts...)
+	}
 	if err != nil {
 		sc.Close()
 		return nil, nil, fmt.Errorf("subscribing to %s: %w", in.cfg.Channel, err)

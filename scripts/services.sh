@@ -131,9 +131,11 @@ start_nats() {
 	# No limit on a channel's messages, bytes or age: the server's defaults
 	# (a million messages, 1 GB) drop the oldest messages, acknowledged or
 	# not, when a backlog grows past them.
+	# Heartbeats every 2 s notice a killed client within about 6 s, so its
+	# unacknowledged messages go to the other instances of a queue group.
 	setsid nohup "$NSS" -a 127.0.0.1 -p "$NATS_PORT" -cid "$NATS_CLUSTER_ID" \
 		-store file -dir "$DATA_DIR/nats" -max_msgs 0 -max_bytes 0 -max_age 0s \
-		>"$DATA_DIR/nats.log" 2>&1 </dev/null &
+		-hbi 2s -hbt 2s -hbf 3 >"$DATA_DIR/nats.log" 2>&1 </dev/null &
 	echo $! >"$DATA_DIR/nats.pid"
 	wait_port "$NATS_PORT" 30 || die "NATS Streaming did not start; see $DATA_DIR/nats.log"
 	say "NATS Streaming listening on 127.0.0.1:$NATS_PORT, cluster $NATS_CLUSTER_ID (log: $DATA_DIR/nats.log)"
