@@ -196,6 +196,13 @@ func (c *Cache) compact() {
 	}
 }
 
+// Bytes returns the memory the cached records take.
+func (c *Cache) Bytes() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.arena.total
+}
+
 // Len returns the number of cached orders.
 func (c *Cache) Len() int {
 	c.mu.RLock()

@@ -20,6 +20,10 @@ const (
 	reloadAfter = changeRetention / 2
 	// listenerPing is how often the listening connection is checked.
 	listenerPing = 30 * time.Second
+	// settle is how long a pass waits after a notification for others:
+	// busy writers notify many times a second, and one pass serves them
+	// all.
+	settle = 10 * time.Millisecond
 	// followBatch bounds the orders re-read per query.
 	followBatch = 1000
 )
@@ -74,6 +78,9 @@ func (s *Service) follow(ctx context.Context, log *slog.Logger, m *Metrics, hori
 	defer poll.Stop()
 	ping := time.NewTicker(listenerPing)
 	defer ping.Stop()
+	settled := time.NewTimer(settle)
+	settled.Stop()
+	waiting := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -83,9 +90,16 @@ func (s *Service) follow(ctx context.Context, log *slog.Logger, m *Metrics, hori
 			continue
 		case <-listener.Notify:
 			// A nil notification follows a reconnection: anything may
-			// have been missed, which the pass below catches up on.
+			// have been missed, which the pass catches up on.
+			if !waiting {
+				settled.Reset(settle)
+				waiting = true
+			}
+			continue
+		case <-settled.C:
 		case <-poll.C:
 		}
+		waiting = false
 		f.pass(ctx)
 	}
 }

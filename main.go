@@ -19,10 +19,6 @@ import (
 	"time"
 )
 
-// gcPercent is the garbage collector's target when GOGC is not set: the
-// heap may grow by this share of the live data before a collection.
-const gcPercent = 20
-
 // lookupReaders is how many reads of single orders may be under way at
 // once; each carries every request that came in meanwhile. Fewer readers
 // make larger batches; four measured best on two cores at 5 and at 64
@@ -64,17 +60,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.APIToken == "" {
 		log.Warn("API_TOKEN is not set: anyone who reaches the API can create and delete orders; fine for local development, not for production")
 	}
-	if getenv("GOGC") == "" {
-		// The cache is most of the heap and holds no pointers, so a
-		// collection is cheap however large it is; collecting more often
-		// keeps the process close to the size of its orders.
-		debug.SetGCPercent(gcPercent)
-	}
 
 	store, err := NewStore(cfg.DatabaseURL, cfg.DBMaxConns)
 	if err != nil {
 		return err
 	}
+	// Instances that share the stream share the database: each must learn
+	// of the others' changes.
+	store.logging = cfg.Stream.QueueGroup != ""
 	defer func() {
 		store.Close()
 		log.Info("database closed")
@@ -119,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { httpErr <- httpSrv.Serve(ln) }()
 	log.Info("http listening", "addr", ln.Addr().String())
 
-	streamDone, err := start(ctx, log, store, svc, srv, ingester)
+	streamDone, err := start(ctx, log, getenv, store, svc, srv, ingester)
 	if err != nil && ctx.Err() != nil {
 		err = nil // asked to stop while starting
 	}
@@ -150,7 +143,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // start connects the database, loads the cache, and starts following the
 // change log and ingesting from the stream. It returns a channel closed
 // when both have stopped, which they do once ctx is done.
-func start(ctx context.Context, log *slog.Logger, store *Store, svc *Service, srv *server, in *Ingester) (<-chan struct{}, error) {
+func start(ctx context.Context, log *slog.Logger, getenv func(string) string, store *Store, svc *Service, srv *server, in *Ingester) (<-chan struct{}, error) {
 	if err := openStore(ctx, log, store); err != nil {
 		return nil, err
 	}
@@ -165,7 +158,12 @@ func start(ctx context.Context, log *slog.Logger, store *Store, svc *Service, sr
 	log.Info("cache loaded", "orders", srv.cache.Len(), "took", time.Since(t0).Round(time.Millisecond))
 
 	var wg sync.WaitGroup
-	wg.Go(func() { svc.follow(ctx, log, srv.metrics, horizon) })
+	if getenv("GOMEMLIMIT") == "" {
+		wg.Go(func() { limitMemory(ctx, srv.cache) })
+	}
+	if store.logging {
+		wg.Go(func() { svc.follow(ctx, log, srv.metrics, horizon) })
+	}
 	wg.Go(func() { in.Run(ctx) })
 	done := make(chan struct{})
 	go func() {
@@ -173,6 +171,38 @@ func start(ctx context.Context, log *slog.Logger, store *Store, svc *Service, sr
 		close(done)
 	}()
 	return done, nil
+}
+
+// Memory limit: the cached orders, plus this share of them and this much
+// for everything else.
+const (
+	memoryHeadroom = 0.15
+	memoryBase     = 128 << 20
+	memoryCheck    = 250 * time.Millisecond
+)
+
+// limitMemory keeps Go's soft memory limit a little above the cache's
+// size, until ctx is done. The garbage collector keeps its usual pace
+// (GOGC) while the heap is far below the limit, and collects more often
+// near it, so the process stays close to the size of its orders however
+// large they grow, without collecting often while the cache is small. The
+// cache holds no pointers, so collecting it often costs little.
+func limitMemory(ctx context.Context, c *Cache) {
+	t := time.NewTicker(memoryCheck)
+	defer t.Stop()
+	var limit int64
+	for {
+		want := int64(float64(c.Bytes())*(1+memoryHeadroom)) + memoryBase
+		if want > limit+limit/10 || want < limit-limit/10 {
+			limit = want
+			debug.SetMemoryLimit(limit)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // openStore prepares the database, waiting for it while it is unavailable,

@@ -37,12 +37,14 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 )
 
-// Store keeps orders in PostgreSQL, and logs each change to them in the
-// changes table under its origin, a number drawn at random for each Store
-// so that a process can tell its own changes from other instances'. It is
-// safe for concurrent use.
+// Store keeps orders in PostgreSQL. When several instances share the
+// database, it also logs each change in the changes table under its
+// origin, a number drawn at random for each Store, so that a process can
+// tell its own changes from the others' (see follower). It is safe for
+// concurrent use.
 type Store struct {
 	origin  int64
+	logging bool // log changes; set before Init
 	dsn     string
 	db      *sql.DB
 	get     *sql.Stmt
@@ -86,19 +88,8 @@ func (s *Store) Init(ctx context.Context) error {
 		{&s.get, `SELECT body FROM orders WHERE order_uid = $1`},
 		{&s.getMany, `SELECT order_uid, body FROM orders WHERE order_uid = ANY($1)`},
 		{&s.scan, `SELECT order_uid, body FROM orders WHERE order_uid > $1 ORDER BY order_uid LIMIT $2`},
-		{&s.insert, `
-			WITH ins AS (
-				INSERT INTO orders (order_uid, body) VALUES ($1, $2)
-				ON CONFLICT DO NOTHING
-				RETURNING order_uid)
-			INSERT INTO changes (origin, order_uid) SELECT $3, order_uid FROM ins`},
-		{&s.delete, `
-			WITH del AS (
-				DELETE FROM orders WHERE order_uid = $1
-				RETURNING order_uid, body),
-			logged AS (
-				INSERT INTO changes (origin, order_uid) SELECT $2, order_uid FROM del)
-			SELECT body FROM del`},
+		{&s.insert, s.pick(insertSQL, insertLoggedSQL)},
+		{&s.delete, s.pick(deleteSQL, deleteLoggedSQL)},
 	}
 	for _, st := range stmts {
 		stmt, err := s.db.PrepareContext(ctx, st.query)
@@ -108,6 +99,52 @@ func (s *Store) Init(ctx context.Context) error {
 		*st.dst = stmt
 	}
 	return nil
+}
+
+// The statements that write orders, each plain and logging the change in
+// the same statement under the origin in the last parameter.
+const (
+	insertSQL       = `INSERT INTO orders (order_uid, body) VALUES ($1, $2) ON CONFLICT DO NOTHING`
+	insertLoggedSQL = `
+		WITH written AS (
+			INSERT INTO orders (order_uid, body) VALUES ($1, $2)
+			ON CONFLICT DO NOTHING
+			RETURNING order_uid)
+		INSERT INTO changes (origin, order_uid) SELECT $3, order_uid FROM written`
+	deleteSQL       = `DELETE FROM orders WHERE order_uid = $1 RETURNING body`
+	deleteLoggedSQL = `
+		WITH written AS (
+			DELETE FROM orders WHERE order_uid = $1
+			RETURNING order_uid, body),
+		logged AS (
+			INSERT INTO changes (origin, order_uid) SELECT $2, order_uid FROM written)
+		SELECT body FROM written`
+	insertBatchSQL = `
+		INSERT INTO orders (order_uid, body)
+		SELECT u, b FROM unnest(string_to_array($1, ','), string_to_array($2, E'\n')) AS t(u, b)
+		ON CONFLICT DO NOTHING
+		RETURNING order_uid`
+	insertBatchLoggedSQL = `
+		WITH written AS (` + insertBatchSQL + `)
+		INSERT INTO changes (origin, order_uid) SELECT $3, order_uid FROM written
+		RETURNING order_uid`
+)
+
+// pick returns the statement to run: the logged one when the store logs
+// changes.
+func (s *Store) pick(plain, logged string) string {
+	if s.logging {
+		return logged
+	}
+	return plain
+}
+
+// args appends the origin to a statement's arguments when it is logged.
+func (s *Store) args(args ...any) []any {
+	if s.logging {
+		args = append(args, s.origin)
+	}
+	return args
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -295,7 +332,7 @@ func (t *Tx) Rollback() {
 
 // Insert stores a new order, or returns ErrExists if its id is taken.
 func (t *Tx) Insert(ctx context.Context, r Record) error {
-	res, err := t.tx.StmtContext(ctx, t.s.insert).ExecContext(ctx, r.UID, r.Body, t.s.origin)
+	res, err := t.tx.StmtContext(ctx, t.s.insert).ExecContext(ctx, t.s.args(r.UID, r.Body)...)
 	if err != nil {
 		return wrap("inserting order", err)
 	}
@@ -312,7 +349,7 @@ func (t *Tx) Insert(ctx context.Context, r Record) error {
 // Delete removes an order and returns its body.
 func (t *Tx) Delete(ctx context.Context, uid string) ([]byte, error) {
 	var body []byte
-	err := t.tx.StmtContext(ctx, t.s.delete).QueryRowContext(ctx, uid, t.s.origin).Scan(&body)
+	err := t.tx.StmtContext(ctx, t.s.delete).QueryRowContext(ctx, t.s.args(uid)...).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -362,15 +399,8 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 		bodies.Write(r.Body)
 	}
 
-	rows, err := t.tx.QueryContext(ctx, `
-		WITH ins AS (
-			INSERT INTO orders (order_uid, body)
-			SELECT u, b FROM unnest(string_to_array($1, ','), string_to_array($2, E'\n')) AS t(u, b)
-			ON CONFLICT DO NOTHING
-			RETURNING order_uid)
-		INSERT INTO changes (origin, order_uid) SELECT $3, order_uid FROM ins
-		RETURNING order_uid`,
-		uids.String(), bodies.String(), t.s.origin)
+	rows, err := t.tx.QueryContext(ctx, t.s.pick(insertBatchSQL, insertBatchLoggedSQL),
+		t.s.args(uids.String(), bodies.String())...)
 	if err != nil {
 		return nil, wrap("inserting batch", err)
 	}
