@@ -15,18 +15,7 @@ while getopts "n:" opt; do
 	esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d /tmp/orders-instances.XXXXXX)
-chmod 755 "$work"
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-	done
-}
-export DATA_DIR=$work/data PGPORT=$(free_port) NATS_PORT=$(free_port)
-export DATABASE_URL="postgres://orders:orders@127.0.0.1:$PGPORT/orders?sslmode=disable"
-export NATS_URL="nats://127.0.0.1:$NATS_PORT" PGPASSWORD=orders
+source "$root/scripts/scratch-servers.sh" instances
 pids=()
 cleanup() {
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done

@@ -45,22 +45,10 @@ for tool in wrk pgbench psql curl; do
 	command -v $tool >/dev/null || { echo "bench: $tool is not installed" >&2; exit 1; }
 done
 
-work=$(mktemp -d /tmp/orders-bench.XXXXXX)
-chmod 755 "$work"
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-	done
-}
-export DATA_DIR=$work/data PGPORT=$(free_port) NATS_PORT=$(free_port)
+source "$root/scripts/scratch-servers.sh" bench
 http_port=$(free_port)
 bare_port=$(free_port)
-export DATABASE_URL="postgres://orders:orders@127.0.0.1:$PGPORT/orders?sslmode=disable"
-export NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export HTTP_ADDR="127.0.0.1:$http_port"
-export PGPASSWORD=orders
 base="http://$HTTP_ADDR"
 bare="http://127.0.0.1:$bare_port"
 

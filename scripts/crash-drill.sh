@@ -12,20 +12,8 @@ set -euo pipefail
 
 total=${1:-10000}
 root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d /tmp/orders-drill.XXXXXX)
-chmod 755 "$work"
-
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-	done
-}
-export DATA_DIR=$work/data PGPORT=$(free_port) NATS_PORT=$(free_port)
+source "$root/scripts/scratch-servers.sh" drill
 http_port=$(free_port)
-export DATABASE_URL="postgres://orders:orders@127.0.0.1:$PGPORT/orders?sslmode=disable"
-export NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export HTTP_ADDR="127.0.0.1:$http_port"
 base="http://$HTTP_ADDR"
 
