@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -70,7 +71,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request, scan scanFunc) {
 		if limit > 0 || len(p.bodies) < chunk {
 			break
 		}
-		if p, err = scan(r.Context(), p.bodies[:0], p.last, chunk); err != nil {
+		if p, err = scanAgain(r.Context(), scan, p.bodies[:0], p.last, chunk); err != nil {
 			// The status line is gone; cut the response short so the
 			// client sees a broken body, not a shorter list.
 			if r.Context().Err() != nil {
@@ -85,6 +86,25 @@ func (s *server) list(w http.ResponseWriter, r *http.Request, scan scanFunc) {
 		}
 	}
 	io.WriteString(w, "]")
+}
+
+// midListAttempts is how often a chunk of a list already under way is
+// tried before the response is cut short.
+const midListAttempts = 3
+
+// scanAgain is scan, tried again while the database is unavailable: once
+// a list is under way, its status line is sent and a failure can only cut
+// it short, so a busy moment is worth waiting out.
+func scanAgain(ctx context.Context, scan scanFunc, dst [][]byte, after string, n int) (page, error) {
+	var p page
+	var err error
+	for range midListAttempts {
+		p, err = scan(ctx, dst, after, n)
+		if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+			break
+		}
+	}
+	return p, err
 }
 
 // parseListQuery reads the after and limit parameters. A limit of 0 means
