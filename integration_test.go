@@ -420,3 +420,26 @@ func TestListStreamsLargeTables(t *testing.T) {
 		t.Error("database list and cache list differ")
 	}
 }
+
+func TestDeletedOrderStaysDeletedWhenItsMessageComesAgain(t *testing.T) {
+	env := newTestEnv(t)
+	svc := env.start(t)
+	body := orderWithID(t, "gone")
+	env.publish(t, body)
+	getOK(t, svc.base+"/api/models/cache/gone")
+	wantStatus(t, "DELETE", do(t, "DELETE", svc.base+"/api/models/gone", "", nil), http.StatusOK)
+
+	// The same message again, as a redelivery or a replay would bring it.
+	env.publish(t, body, orderWithID(t, "marker-1"))
+	getOK(t, svc.base+"/api/models/cache/marker-1")
+	wantStatus(t, "GET after the message came again", do(t, "GET", svc.base+"/api/models/gone", "", nil), http.StatusNotFound)
+	if n := metric(t, svc.base, "deleted_skipped"); n != 1 {
+		t.Errorf("deleted_skipped = %d, want 1", n)
+	}
+
+	// Creating it through the API brings it back, for good.
+	wantStatus(t, "POST", do(t, "POST", svc.base+"/api/models", "application/json", body), http.StatusCreated)
+	env.publish(t, body, orderWithID(t, "marker-2"))
+	getOK(t, svc.base+"/api/models/cache/marker-2")
+	wantStatus(t, "GET after the POST", do(t, "GET", svc.base+"/api/models/gone", "", nil), http.StatusOK)
+}

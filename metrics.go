@@ -16,17 +16,18 @@ type Metrics struct {
 	vars    expvar.Map
 	cmdline []string // shown instead of expvar's own, which is unredacted
 
-	Ingested    expvar.Int // orders stored from the stream
-	Duplicates  expvar.Int // stream orders already stored, acknowledged only
-	Rejected    expvar.Int // stream messages recorded as rejected
-	Redelivered expvar.Int // stream messages the server delivered again
-	Batches     expvar.Int // batches committed
-	BatchSizes  *histogram // messages per committed batch
-	DBErrors    expvar.Int // failed database calls, of any kind
-	Created     expvar.Int // orders created through the API
-	Deleted     expvar.Int // orders deleted through the API
-	Responses   expvar.Map // HTTP responses by status class: 2xx, 4xx, 5xx
-	Reconnects  expvar.Int // streaming sessions restored after a loss
+	Ingested       expvar.Int // orders stored from the stream
+	Duplicates     expvar.Int // stream orders already stored, acknowledged only
+	DeletedSkipped expvar.Int // stream orders deleted through the API, acknowledged only
+	Rejected       expvar.Int // stream messages recorded as rejected
+	Redelivered    expvar.Int // stream messages the server delivered again
+	Batches        expvar.Int // batches committed
+	BatchSizes     *histogram // messages per committed batch
+	DBErrors       expvar.Int // failed database calls, of any kind
+	Created        expvar.Int // orders created through the API
+	Deleted        expvar.Int // orders deleted through the API
+	Responses      expvar.Map // HTTP responses by status class: 2xx, 4xx, 5xx
+	Reconnects     expvar.Int // streaming sessions restored after a loss
 
 	ChangesApplied expvar.Int // orders re-read after other instances changed them
 	Reloads        expvar.Int // whole reloads after losing track of the change log
@@ -40,6 +41,7 @@ func newMetrics(args []string, cacheSize func() int) *Metrics {
 	m.Responses.Init()
 	m.vars.Set("ingested", &m.Ingested)
 	m.vars.Set("duplicates", &m.Duplicates)
+	m.vars.Set("deleted_skipped", &m.DeletedSkipped)
 	m.vars.Set("rejected", &m.Rejected)
 	m.vars.Set("redelivered", &m.Redelivered)
 	m.vars.Set("batches", &m.Batches)

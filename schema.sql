@@ -13,6 +13,14 @@ CREATE TABLE IF NOT EXISTS orders (
     stored_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Orders deleted through the API. A message of one, redelivered or
+-- replayed from the stream, is acknowledged without storing it again;
+-- creating it through the API removes its row here.
+CREATE TABLE IF NOT EXISTS deleted_orders (
+    order_uid  text COLLATE "C" PRIMARY KEY,
+    deleted_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- Stream messages that can never become orders: not JSON, failing
 -- validation, or clashing with a stored order of the same id. Kept with
 -- their raw bytes so an operator can inspect and replay them.

@@ -102,26 +102,46 @@ func (s *Store) Init(ctx context.Context) error {
 }
 
 // The statements that write orders, each plain and logging the change in
-// the same statement under the origin in the last parameter.
+// the same statement under the origin in the last parameter. Deleting an
+// order leaves a tombstone in deleted_orders, so that a redelivered or
+// replayed message of it does not bring it back; creating it through the
+// API clears the tombstone.
 const (
-	insertSQL       = `INSERT INTO orders (order_uid, body) VALUES ($1, $2) ON CONFLICT DO NOTHING`
+	insertSQL = `
+		WITH cleared AS (
+			DELETE FROM deleted_orders WHERE order_uid = $1)
+		INSERT INTO orders (order_uid, body) VALUES ($1, $2)
+		ON CONFLICT DO NOTHING`
 	insertLoggedSQL = `
-		WITH written AS (
+		WITH cleared AS (
+			DELETE FROM deleted_orders WHERE order_uid = $1),
+		written AS (
 			INSERT INTO orders (order_uid, body) VALUES ($1, $2)
 			ON CONFLICT DO NOTHING
 			RETURNING order_uid)
 		INSERT INTO changes (origin, order_uid) SELECT $3, order_uid FROM written`
-	deleteSQL       = `DELETE FROM orders WHERE order_uid = $1 RETURNING body`
+	deleteSQL = `
+		WITH written AS (
+			DELETE FROM orders WHERE order_uid = $1
+			RETURNING order_uid, body),
+		tombstone AS (
+			INSERT INTO deleted_orders (order_uid) SELECT order_uid FROM written
+			ON CONFLICT (order_uid) DO UPDATE SET deleted_at = now())
+		SELECT body FROM written`
 	deleteLoggedSQL = `
 		WITH written AS (
 			DELETE FROM orders WHERE order_uid = $1
 			RETURNING order_uid, body),
+		tombstone AS (
+			INSERT INTO deleted_orders (order_uid) SELECT order_uid FROM written
+			ON CONFLICT (order_uid) DO UPDATE SET deleted_at = now()),
 		logged AS (
 			INSERT INTO changes (origin, order_uid) SELECT $2, order_uid FROM written)
 		SELECT body FROM written`
 	insertBatchSQL = `
 		INSERT INTO orders (order_uid, body)
 		SELECT u, b FROM unnest(string_to_array($1, ','), string_to_array($2, E'\n')) AS t(u, b)
+		WHERE NOT EXISTS (SELECT 1 FROM deleted_orders d WHERE d.order_uid = t.u)
 		ON CONFLICT DO NOTHING
 		RETURNING order_uid`
 	insertBatchLoggedSQL = `
@@ -367,6 +387,9 @@ const (
 	// Conflict: a different order with the same id is stored; nothing
 	// changed.
 	Conflict
+	// Deleted: an order with this id was deleted through the API; it is
+	// not stored again.
+	Deleted
 )
 
 // InsertBatch stores the records whose ids are free and reports, for each
@@ -409,8 +432,8 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 		return nil, wrap("inserting batch", err)
 	}
 
-	// Ids already taken: read what is stored under them to tell a
-	// redelivered copy from a different order.
+	// Ids not inserted: read what is stored under them to tell a
+	// redelivered copy from a different order, and which were deleted.
 	var taken []string
 	for uid, i := range first {
 		if !inserted[i] {
@@ -418,15 +441,33 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 		}
 	}
 	var existing map[string][]byte
+	var tombstoned map[string]bool
 	if len(taken) > 0 {
 		existing = make(map[string][]byte, len(taken))
-		rows, err := t.tx.QueryContext(ctx,
-			`SELECT order_uid, body FROM orders WHERE order_uid = ANY($1)`, pq.StringArray(taken))
+		tombstoned = make(map[string]bool)
+		rows, err := t.tx.QueryContext(ctx, `
+			SELECT t.u, o.body, d.order_uid IS NOT NULL
+			FROM unnest($1::text[]) AS t(u)
+			LEFT JOIN orders o ON o.order_uid = t.u
+			LEFT JOIN deleted_orders d ON d.order_uid = t.u`, pq.StringArray(taken))
 		if err != nil {
 			return nil, wrap("reading existing orders", err)
 		}
-		err = collect(rows, func(uid string, body []byte) { existing[uid] = body })
-		if err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			var uid string
+			var body []byte
+			var deleted bool
+			if err := rows.Scan(&uid, &body, &deleted); err != nil {
+				return nil, wrap("reading existing orders", err)
+			}
+			if body != nil {
+				existing[uid] = body
+			} else if deleted {
+				tombstoned[uid] = true
+			}
+		}
+		if err := rows.Err(); err != nil {
 			return nil, wrap("reading existing orders", err)
 		}
 	}
@@ -439,6 +480,8 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 			stored, ok = existing[r.UID]
 		}
 		switch {
+		case !ok && tombstoned[r.UID]:
+			out[i] = Deleted
 		case !ok:
 			// The conflicting row was deleted after our insert saw it.
 			// Retrying the batch will store this record.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,7 +120,11 @@ func (in *Ingester) session(ctx context.Context, items chan<- item, stop chan st
 		lost := make(chan error, 1)
 		sc, sub, err := in.subscribe(items, stop, lost)
 		if err != nil {
-			in.log.Warn("stream connect failed", "err", err, "retry_in", backoff)
+			hint := ""
+			if strings.Contains(err.Error(), "clientID already registered") {
+				hint = "another process may use NATS_CLIENT_ID=" + in.cfg.ClientID + "; after a crash the server frees it within seconds"
+			}
+			in.log.Warn("stream connect failed", "err", err, "retry_in", backoff, "hint", hint)
 			if !sleep(ctx, backoff) {
 				close(stop)
 				return nil
@@ -344,13 +349,15 @@ func (in *Ingester) save(p pending) error {
 	}
 
 	var conflicts []Rejection
-	var inserted, duplicates int64
+	var inserted, duplicates, deleted int64
 	for i, o := range outcomes {
 		switch o {
 		case Inserted:
 			inserted++
 		case Duplicate:
 			duplicates++
+		case Deleted:
+			deleted++
 		case Conflict:
 			reason := "order_uid " + p.recs[i].UID + " is already stored with different content"
 			conflicts = append(conflicts, in.rejection(p.msgs[i], reason))
@@ -363,6 +370,7 @@ func (in *Ingester) save(p pending) error {
 	}
 	in.metrics.Ingested.Add(inserted)
 	in.metrics.Duplicates.Add(duplicates)
+	in.metrics.DeletedSkipped.Add(deleted)
 	in.metrics.Rejected.Add(int64(len(p.rejects) + len(conflicts) + refusedCount(outcomes)))
 	return nil
 }

@@ -58,6 +58,8 @@ pg_data_dir() {
 	echo "$dir"
 }
 
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 wait_port() { # port seconds
 	local deadline=$((SECONDS + $2))
 	until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
@@ -70,6 +72,9 @@ start_pg() {
 	local bin pgdata
 	bin=$(find_pg_bin)
 	pgdata=$(pg_data_dir)
+	if ! as_pg "$bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1 && port_busy "$PGPORT"; then
+		die "port $PGPORT is taken by another program; stop it, or choose another port: PGPORT=5433 $0 start (and set DATABASE_URL to match)"
+	fi
 	if [[ ! -f $pgdata/PG_VERSION ]]; then
 		say "creating PostgreSQL cluster in $pgdata"
 		mkdir -p "$pgdata"
@@ -127,6 +132,9 @@ start_nats() {
 		say "NATS Streaming already running (pid $pid)"
 		return
 	fi
+	if port_busy "$NATS_PORT"; then
+		die "port $NATS_PORT is taken by another program; stop it, or choose another port: NATS_PORT=4223 $0 start (and set NATS_URL to match)"
+	fi
 	# A session of its own, so Ctrl-C in this terminal does not reach it.
 	# No limit on a channel's messages, bytes or age: the server's defaults
 	# (a million messages, 1 GB) drop the oldest messages, acknowledged or
@@ -165,13 +173,13 @@ status() {
 	if [[ -f $pgdata/PG_VERSION ]] && as_pg "$bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
 		say "PostgreSQL running on 127.0.0.1:$PGPORT ($pgdata)"
 	else
-		say "PostgreSQL not running"
+		say "PostgreSQL not running$(port_busy "$PGPORT" && echo "; port $PGPORT is taken by another program")"
 		down=1
 	fi
 	if pid=$(nats_pid); then
 		say "NATS Streaming running on 127.0.0.1:$NATS_PORT (pid $pid)"
 	else
-		say "NATS Streaming not running"
+		say "NATS Streaming not running$(port_busy "$NATS_PORT" && echo "; port $NATS_PORT is taken by another program")"
 		down=1
 	fi
 	return $down

@@ -40,4 +40,5 @@ fi
 
 export NATS_STREAMING_SERVER=$root/.tools/bin/nats-streaming-server
 export ORDERS_REQUIRE_INTEGRATION=1
+echo "test: go test -race ./... (about a minute and a half; -v shows each test)"
 go test -race -count=1 "$@" ./...
