@@ -4,14 +4,15 @@ import (
 	"fmt"
 )
 
-// This file reads and writes the JSON of an order by hand. encoding/json
+// This file and its companions (jsonscan.go, orderencode.go) read and
+// write the JSON of an order by hand. encoding/json
 // would do, but every order passes through here, and a decoder that knows
 // the one shape it reads is several times faster, allocates little, and
 // can name the exact path of a problem (items[3].price). It is stricter
 // than encoding/json: keys match exactly (not ignoring case), a key may
-// not repeat, and strings must be valid UTF-8. Its output is
-// byte-for-byte what json.Marshal writes for the same Order; the fuzz test
-// holds it to that.
+// not repeat, and strings must be valid UTF-8. The output is byte for byte
+// what json.Marshal writes for the same Order; the fuzz test holds it to
+// that.
 
 // parseOrder decodes one order document.
 func parseOrder(data []byte) (Order, error) {
