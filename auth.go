@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
-	"net/url"
 	"strings"
 )
 
@@ -88,39 +87,34 @@ func setPageHeaders(h http.Header, policy []string) {
 	h["Referrer-Policy"] = referrerLimit
 }
 
-// redactArgs returns a command line fit to show: the values of flags that
-// carry secrets, and credentials in URLs, are replaced.
+// redactArgs returns a command line fit to show: the value of -api-token
+// is replaced, and every argument passes through redactURL, which hides
+// credentials in URLs and password=... in connection strings.
 func redactArgs(args []string) []string {
 	out := make([]string, len(args))
 	secretNext := false
 	for i, a := range args {
+		name, value, hasValue := strings.Cut(a, "=")
 		switch {
 		case secretNext:
 			out[i], secretNext = "xxxxx", false
-			continue
-		case isSecretFlag(a):
-			if name, _, ok := strings.Cut(a, "="); ok {
-				out[i] = name + "=xxxxx"
-			} else {
-				out[i], secretNext = a, true
-			}
-			continue
-		}
-		out[i] = a
-		if name, value, ok := strings.Cut(a, "="); ok && strings.HasPrefix(name, "-") {
+		case isSecretFlag(name) && hasValue:
+			out[i] = name + "=xxxxx"
+		case isSecretFlag(name):
+			out[i], secretNext = a, true
+		case strings.HasPrefix(name, "-") && hasValue:
 			out[i] = name + "=" + redactURL(value)
-		} else if u, err := url.Parse(a); err == nil && u.User != nil {
+		default:
 			out[i] = redactURL(a)
 		}
 	}
 	return out
 }
 
-// isSecretFlag reports whether a is a flag whose value is a secret as a
+// isSecretFlag reports whether name is a flag whose value is a secret as a
 // whole.
-func isSecretFlag(a string) bool {
-	name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
-	return strings.HasPrefix(a, "-") && name == "api-token"
+func isSecretFlag(name string) bool {
+	return strings.HasPrefix(name, "-") && strings.TrimLeft(name, "-") == "api-token"
 }
 
 // handleCmdline serves GET /debug/pprof/cmdline like net/http/pprof, but

@@ -106,9 +106,10 @@ func TestSecurityHeaders(t *testing.T) {
 
 func TestRedactArgs(t *testing.T) {
 	got := redactArgs([]string{"orders", "-api-token", "tok1", "--api-token=tok2",
-		"-database-url", "postgres://u:pgpass@db/orders", "-nats-url=nats://n:natspass@host:4222", "-http-addr", ":8000"})
+		"-database-url", "postgres://u:pgpass@db/orders", "-nats-url=nats://n:natspass@host:4222,nats://n:natspass2@h2:4222",
+		"-database-url", "host=db password=kvpass user=u", "-nats-url", "nats://natstoken@h:4222", "-http-addr", ":8000"})
 	joined := strings.Join(got, " ")
-	for _, secret := range []string{"tok1", "tok2", "pgpass", "natspass"} {
+	for _, secret := range []string{"tok1", "tok2", "pgpass", "natspass", "natspass2", "kvpass", "natstoken"} {
 		if strings.Contains(joined, secret) {
 			t.Errorf("redactArgs left %q in %q", secret, joined)
 		}

@@ -236,32 +236,35 @@ func (c *Cache) Scan(dst [][]byte, after string, n int) ([][]byte, string) {
 // each passed to add; expect is a guess of their number, to size the
 // index. The id and body passed to add may be reused once it returns; the
 // cache copies them. Loading many orders this way is much faster than
-// putting them one by one, and it leaves no garbage behind.
+// putting them one by one. Until it returns the cache serves its old
+// contents, which it keeps if fill fails; writes made to it meanwhile are
+// lost with them.
 func (c *Cache) Load(expect int, fill func(add func(uid, body []byte)) error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-
-	c.index, c.clashes = nil, nil
-	c.order, c.arena = sortedRefs{}, arena{}
+	// Build a new cache beside this one, which serves meanwhile and stays
+	// as it was if the load fails, and swap them at the end.
+	fresh := Cache{clashAll: c.clashAll}
 	refs := make([]ref, 0, max(expect, 0))
 	err := fill(func(uid, body []byte) {
-		refs = append(refs, c.arena.add(uid, body))
+		refs = append(refs, fresh.arena.add(uid, body))
 	})
 	if err != nil {
-		c.arena = arena{}
 		return err
 	}
 
 	// Index and order the records at once, on two cores.
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		c.index = make(map[uint64]ref, len(refs))
+		fresh.index = make(map[uint64]ref, len(refs))
 		for _, r := range refs {
-			c.link(c.arena.uid(r), r)
+			fresh.link(fresh.arena.uid(r), r)
 		}
 	})
-	c.order.build(c.sorted(refs))
+	fresh.order.build(fresh.sorted(refs))
 	wg.Wait()
+
+	c.mu.Lock()
+	c.index, c.clashes, c.order, c.arena = fresh.index, fresh.clashes, fresh.order, fresh.arena
+	c.mu.Unlock()
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -259,5 +260,23 @@ func TestCacheLoad(t *testing.T) {
 	c.Put(rec("c"))
 	if got := strings.Join(scanAll(&c, 10), ""); got != "abcmx" {
 		t.Errorf("after a Put the cache lists %s, want abcmx", got)
+	}
+}
+
+func TestCacheLoadFailureKeepsContents(t *testing.T) {
+	var c Cache
+	c.Put(rec("kept"))
+	err := c.Load(1, func(add func(uid, body []byte)) error {
+		add([]byte("half"), rec("half").Body)
+		return errors.New("connection lost")
+	})
+	if err == nil {
+		t.Fatal("Load returned nil for a failing fill")
+	}
+	if _, ok := c.Get("kept"); !ok || c.Len() != 1 {
+		t.Errorf("after a failed load: kept present %v, Len %d; want the old contents", ok, c.Len())
+	}
+	if _, ok := c.Get("half"); ok {
+		t.Error("a half-loaded order is visible")
 	}
 }

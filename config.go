@@ -101,7 +101,8 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 		return c, fmt.Errorf("%v (run with -h for every setting)", err)
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+		// Not echoed: what follows could be a secret.
+		return c, fmt.Errorf("%d unexpected arguments after the flags; a boolean flag takes -flag=false, not -flag false", fs.NArg())
 	}
 	return c, c.validate()
 }
@@ -152,6 +153,9 @@ func (c *Config) validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("-log-format (LOG_FORMAT) must be text or json, got %q", c.LogFormat))
+	}
+	if c.APIToken != strings.TrimSpace(c.APIToken) {
+		errs = append(errs, errors.New("-api-token (API_TOKEN) starts or ends with white space, which no client could send"))
 	}
 	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
 		errs = append(errs, fmt.Errorf("-database-url (DATABASE_URL): %w", err))
@@ -261,8 +265,20 @@ var passwordParam = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
 
 // redactURL hides the credentials in a connection URL: the password of a
 // postgres:// or nats:// URL, a bare NATS token, and password=... in a
-// key=value connection string.
+// key=value connection string. A comma-separated list of URLs, as for a
+// NATS cluster, has each redacted.
 func redactURL(s string) string {
+	if strings.Contains(s, ",") && strings.Contains(s, "://") {
+		parts := strings.Split(s, ",")
+		for i, p := range parts {
+			parts[i] = redactOne(p)
+		}
+		return strings.Join(parts, ",")
+	}
+	return redactOne(s)
+}
+
+func redactOne(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return passwordParam.ReplaceAllString(s, "${1}xxxxx")

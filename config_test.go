@@ -61,7 +61,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{nil, []string{"-nats-client-id", "svc.1"}, "-nats-client-id (NATS_CLIENT_ID) must be"},
 		{nil, []string{"-db-timeout", "-1s"}, "-db-timeout (DB_TIMEOUT) must be positive, got -1s"},
 		{nil, []string{"-no-such-flag"}, "flag provided but not defined"},
-		{nil, []string{"stray"}, "unexpected arguments: stray"},
+		{nil, []string{"-pprof", "true", "-api-token", "hunter2"}, "3 unexpected arguments after the flags"},
+		{map[string]string{"API_TOKEN": "tok "}, nil, "starts or ends with white space"},
 	}
 	for _, tt := range tests {
 		_, _, err := parse(t, tt.env, tt.args...)
@@ -97,6 +98,8 @@ func TestRedactURL(t *testing.T) {
 		{"nats://user:secret@nats:4222", "nats://user:xxxxx@nats:4222"},
 		{"nats://s3cr3tt0ken@nats:4222", "nats://xxxxx@nats:4222"},
 		{"nats://nats:4222", "nats://nats:4222"},
+		{"nats://a:p1@n1:4222,nats://a:p2@n2:4222", "nats://a:xxxxx@n1:4222,nats://a:xxxxx@n2:4222"},
+		{"nats://t1@n1:4222,nats://t2@n2:4222", "nats://xxxxx@n1:4222,nats://xxxxx@n2:4222"},
 	}
 	for _, tt := range tests {
 		if got := redactURL(tt.in); got != tt.want {

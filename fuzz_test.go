@@ -36,6 +36,12 @@ func FuzzDecodeOrder(f *testing.F) {
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&std); err != nil {
+			var timeErr *time.ParseError
+			if errors.As(err, &timeErr) {
+				// RFC 3339 allows a lower-case t and z; time.Parse
+				// does not, and decodeOrder does.
+				return
+			}
 			t.Fatalf("accepted, but encoding/json rejects it: %v", err)
 		}
 		want, err := json.Marshal(&std)

@@ -197,14 +197,16 @@ func startDBWorkers(n int) *dbWorkers {
 // the background when its connection gives up (see stallTimeout). With
 // every worker stuck that way, calls wait for none past their deadline.
 func callDB[T any](w *dbWorkers, ctx context.Context, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
+	// The context ends when the caller returns: at the deadline that
+	// abandons fn, or after fn is done.
 	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	type result struct {
 		v   T
 		err error
 	}
 	done := make(chan result, 1)
 	job := func() {
-		defer cancel()
 		v, err := fn(ctx)
 		done <- result{v, err}
 	}
@@ -212,14 +214,19 @@ func callDB[T any](w *dbWorkers, ctx context.Context, timeout time.Duration, fn 
 	select {
 	case w.jobs <- job:
 	case <-ctx.Done():
-		cancel()
 		return zero, deadlineError(ctx)
 	}
 	select {
 	case r := <-done:
 		return r.v, r.err
 	case <-ctx.Done():
-		return zero, deadlineError(ctx)
+		// A result that came in at the same moment still counts.
+		select {
+		case r := <-done:
+			return r.v, r.err
+		default:
+			return zero, deadlineError(ctx)
+		}
 	}
 }
 

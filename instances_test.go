@@ -101,3 +101,47 @@ func TestThreeInstances(t *testing.T) {
 		t.Errorf("a change took %v to reach another instance's cache, want under a second", longest)
 	}
 }
+
+// TestLongTransactionDoesNotHoldUpOtherChanges keeps a writing transaction
+// open while orders are created through one instance: the other instance
+// must see them at once all the same.
+func TestLongTransactionDoesNotHoldUpOtherChanges(t *testing.T) {
+	env := newPrivateEnv(t)
+	a := env.start(t, "NATS_QUEUE_GROUP", "g", "NATS_CLIENT_ID", "a")
+	b := env.start(t, "NATS_QUEUE_GROUP", "g", "NATS_CLIENT_ID", "b")
+
+	db := env.db(t)
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`CREATE TABLE long_running (x int)`); err != nil {
+		t.Fatal(err)
+	}
+
+	wantStatus(t, "POST", do(t, "POST", a.base+"/api/models", "application/json", orderWithID(t, "during-long-tx")), http.StatusCreated)
+	start := time.Now()
+	getOK(t, b.base+"/api/models/cache/during-long-tx")
+	if lag := time.Since(start); lag > time.Second {
+		t.Errorf("the other instance saw the order after %v with a long transaction open, want under a second", lag)
+	}
+}
+
+// TestStoredButUncachedOrderIsHealed stores an order behind the service's
+// back, as a commit whose answer was lost would: when its message comes,
+// the order is found stored, and the cache is brought to hold it.
+func TestStoredButUncachedOrderIsHealed(t *testing.T) {
+	env := newTestEnv(t)
+	svc := env.start(t)
+	body := orderWithID(t, "behind-the-back")
+	if _, err := env.db(t).Exec(`INSERT INTO orders (order_uid, body) VALUES ($1, $2)`, "behind-the-back", string(body)); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, "cache before the message", do(t, "GET", svc.base+"/api/models/cache/behind-the-back", "", nil), http.StatusNotFound)
+
+	env.publish(t, body)
+	if got := getOK(t, svc.base+"/api/models/cache/behind-the-back"); got != string(body) {
+		t.Errorf("cache holds %s, want %s", got, body)
+	}
+}

@@ -146,8 +146,19 @@ func (d *decoder) time(path string, dst *time.Time) error {
 	if err != nil {
 		return err
 	}
-	// time.Parse also takes a comma before the fraction; RFC 3339 does not.
-	if strings.IndexByte(v, ',') >= 0 || dst.UnmarshalText([]byte(v)) != nil {
+	if fraction(v) > 9 {
+		return invalid(path, "has a fraction of a second finer than nanoseconds, which would be cut: %q", v)
+	}
+	// RFC 3339 allows a lower-case t and z; time.Parse does not. It also
+	// takes a comma before the fraction, which RFC 3339 does not.
+	text := []byte(v)
+	if len(text) > 10 && text[10] == 't' {
+		text[10] = 'T'
+	}
+	if n := len(text); n > 0 && text[n-1] == 'z' {
+		text[n-1] = 'Z'
+	}
+	if strings.IndexByte(v, ',') >= 0 || dst.UnmarshalText(text) != nil {
 		return invalid(path, "want an RFC 3339 time such as 2021-11-26T06:22:19Z, got %q", v)
 	}
 	_, offset := dst.Zone()
@@ -155,6 +166,23 @@ func (d *decoder) time(path string, dst *time.Time) error {
 		return invalid(path, "must be a time from %d to %d with a UTC offset under 24 hours, got %q", minYear, maxYear, v)
 	}
 	return nil
+}
+
+// fraction returns the number of digits after the decimal point of an
+// RFC 3339 time's seconds.
+func fraction(v string) int {
+	dot := strings.IndexByte(v, '.')
+	if dot < 0 {
+		return 0
+	}
+	n := 0
+	for _, c := range []byte(v[dot+1:]) {
+		if c < '0' || c > '9' {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // The years an order's date_created may fall in.

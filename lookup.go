@@ -54,7 +54,12 @@ func (l *lookups) get(ctx context.Context, uid string) ([]byte, error) {
 	case <-req.done:
 		return req.body, req.err
 	case <-ctx.Done():
-		return nil, deadlineError(ctx)
+		select {
+		case <-req.done:
+			return req.body, req.err
+		default:
+			return nil, deadlineError(ctx)
+		}
 	}
 }
 

@@ -149,8 +149,15 @@ func start(ctx context.Context, log *slog.Logger, getenv func(string) string, st
 	}
 	srv.dbReady.Store(true)
 
+	var f *follower
+	if store.logging {
+		var err error
+		if f, err = svc.startFollowing(ctx, log, srv.metrics); err != nil {
+			return nil, err
+		}
+	}
 	t0 := time.Now()
-	horizon, err := svc.Load(ctx)
+	at, err := svc.Load(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading cache: %w", err)
 	}
@@ -161,9 +168,11 @@ func start(ctx context.Context, log *slog.Logger, getenv func(string) string, st
 	if getenv("GOMEMLIMIT") == "" {
 		wg.Go(func() { limitMemory(ctx, srv.cache) })
 	}
-	if store.logging {
-		wg.Go(func() { svc.follow(ctx, log, srv.metrics, horizon) })
+	if f != nil {
+		f.setCursor(at)
+		wg.Go(func() { f.run(ctx) })
 	}
+	wg.Go(func() { svc.recheck(ctx, log) })
 	wg.Go(func() { in.Run(ctx) })
 	done := make(chan struct{})
 	go func() {

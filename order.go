@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -294,7 +295,7 @@ func checkText(prefix string, rules []textRule) error {
 			return invalid(prefix+r.field, "must be at most %d characters, got %d", r.max, utf8.RuneCountInString(r.value))
 		case strings.IndexByte(r.value, 0) >= 0:
 			return invalid(prefix+r.field, "must not contain NUL characters")
-		case r.required && strings.TrimSpace(r.value) == "":
+		case r.required && isBlank(r.value):
 			return invalid(prefix+r.field, "must not be blank")
 		}
 	}
@@ -313,6 +314,17 @@ func checkNumbers(prefix string, rules []numberRule) error {
 		}
 	}
 	return nil
+}
+
+// isBlank reports whether s shows nothing: only white space and invisible
+// format characters such as U+200B ZERO WIDTH SPACE.
+func isBlank(s string) bool {
+	for _, r := range s {
+		if !unicode.IsSpace(r) && !unicode.Is(unicode.Cf, r) {
+			return false
+		}
+	}
+	return true
 }
 
 func isAlnum(c byte) bool {

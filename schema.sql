@@ -40,11 +40,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS rejected_message
     ON rejected (channel, sequence, md5(payload));
 
 -- The change log: one row per order created or deleted, written in the
--- same transaction as the change. Every instance of the service reads it
--- to bring its cache up to date with what the others did (see
--- follower.go). xid is the writing transaction, which tells a reader when
--- every change before a point has committed; origin is the writing
--- process, which skips its own changes. Rows older than a minute are
+-- same transaction as the change, when several instances share the
+-- database. Every instance reads it to bring its cache up to date with
+-- what the others did (see follower.go). xid is the writing transaction,
+-- which tells a reader whether it has ended; origin is the writing
+-- process, which skips its own changes. Rows every follower has read are
 -- pruned.
 CREATE TABLE IF NOT EXISTS changes (
     xid       xid8   NOT NULL DEFAULT pg_current_xact_id(),
@@ -52,6 +52,15 @@ CREATE TABLE IF NOT EXISTS changes (
     order_uid text COLLATE "C" NOT NULL
 );
 CREATE INDEX IF NOT EXISTS changes_xid ON changes (xid);
+
+-- The instances that read the change log, and the oldest transaction
+-- whose changes each still needs. A follower that has not written here for
+-- a while no longer holds back pruning.
+CREATE TABLE IF NOT EXISTS followers (
+    origin  bigint PRIMARY KEY,
+    low     xid8        NOT NULL,
+    seen_at timestamptz NOT NULL
+);
 
 -- Wake the instances listening when a transaction logs changes. PostgreSQL
 -- sends one notification per transaction however many rows it logged.

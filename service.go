@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"hash/maphash"
+	"log/slog"
 	"sync"
+	"time"
 )
 
 // Service writes orders to the store and then to the cache, in a way that
@@ -13,6 +15,9 @@ type Service struct {
 	store *Store
 	cache *Cache
 	locks keyLocks
+
+	doubtMu  sync.Mutex
+	doubtful map[string]bool // see doubt
 }
 
 // NewService returns a Service that writes through store into cache.
@@ -21,29 +26,46 @@ func NewService(store *Store, cache *Cache) *Service {
 }
 
 // Load fills the cache with every stored order and returns the
-// change-log horizon to follow from (see follower).
-func (s *Service) Load(ctx context.Context) (uint64, error) {
+// change-log cursor to follow from (see follower).
+func (s *Service) Load(ctx context.Context) (cursor, error) {
 	expect, err := s.store.Estimate(ctx)
 	if err != nil {
-		return 0, err
+		return cursor{}, err
 	}
-	var horizon uint64
+	var at cursor
 	err = s.cache.Load(expect, func(add func(uid, body []byte)) error {
-		horizon, err = s.store.Load(ctx, add)
+		at, err = s.store.Load(ctx, add)
 		return err
 	})
-	return horizon, err
+	return at, err
 }
 
 // refresh makes the cache hold what the database holds for the given ids:
 // the stored body, or nothing. The ids' locks are held from before the
 // read until the cache is updated, so a local write cannot slip between
-// them and be undone by an older read.
+// them and be undone by an older read. The connection is taken before the
+// locks, the order writers take them in.
 func (s *Service) refresh(ctx context.Context, uids []string) error {
+	for len(uids) > 0 {
+		n := min(len(uids), followBatch)
+		if err := s.refreshBatch(ctx, uids[:n]); err != nil {
+			return err
+		}
+		uids = uids[n:]
+	}
+	return nil
+}
+
+func (s *Service) refreshBatch(ctx context.Context, uids []string) error {
+	conn, err := s.store.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
 	unlock := s.locks.lock(uids...)
 	defer unlock()
 
-	found, err := s.store.GetMany(ctx, uids)
+	found, err := conn.GetMany(ctx, uids)
 	if err != nil {
 		return err
 	}
@@ -51,6 +73,59 @@ func (s *Service) refresh(ctx context.Context, uids []string) error {
 		s.cache.Set(uid, found[uid])
 	}
 	return nil
+}
+
+// recheckEvery is how often orders whose last write ended in doubt are
+// read again.
+const recheckEvery = time.Second
+
+// doubt notes orders whose write may or may not have committed: the
+// database failed while answering the commit. The cache, updated only
+// after a commit it sees succeed, may then differ from the database.
+func (s *Service) doubt(uids ...string) {
+	s.doubtMu.Lock()
+	defer s.doubtMu.Unlock()
+	if s.doubtful == nil {
+		s.doubtful = make(map[string]bool)
+	}
+	for _, uid := range uids {
+		s.doubtful[uid] = true
+	}
+}
+
+// recheck reads the doubtful orders again every recheckEvery until ctx is
+// done, and makes the cache hold what the database holds for them.
+func (s *Service) recheck(ctx context.Context, log *slog.Logger) {
+	t := time.NewTicker(recheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.doubtMu.Lock()
+		uids := make([]string, 0, len(s.doubtful))
+		for uid := range s.doubtful {
+			uids = append(uids, uid)
+		}
+		s.doubtMu.Unlock()
+		if len(uids) == 0 {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		err := s.refresh(rctx, uids)
+		cancel()
+		if err != nil {
+			continue // still unreachable; next time
+		}
+		s.doubtMu.Lock()
+		for _, uid := range uids {
+			delete(s.doubtful, uid)
+		}
+		s.doubtMu.Unlock()
+		log.Info("orders whose commit was in doubt read again", "orders", len(uids))
+	}
 }
 
 // Create stores a new order, or returns ErrExists.
@@ -67,6 +142,7 @@ func (s *Service) Create(ctx context.Context, r Record) error {
 	unlock := s.locks.lock(r.UID)
 	defer unlock()
 	if err := tx.Commit(); err != nil {
+		s.doubt(r.UID)
 		return err
 	}
 	s.cache.Put(r)
@@ -88,6 +164,7 @@ func (s *Service) Delete(ctx context.Context, uid string) ([]byte, error) {
 	unlock := s.locks.lock(uid)
 	defer unlock()
 	if err := tx.Commit(); err != nil {
+		s.doubt(uid)
 		return nil, err
 	}
 	s.cache.Delete(uid)
@@ -115,9 +192,13 @@ func (s *Service) SaveBatch(ctx context.Context, rs []Record, rejects []Rejectio
 	}
 
 	var added []Record
+	var stored []string // ids of orders found already stored
 	for i, o := range outcomes {
-		if o == Inserted {
+		switch o {
+		case Inserted:
 			added = append(added, rs[i])
+		case Duplicate:
+			stored = append(stored, rs[i].UID)
 		}
 	}
 	uids := make([]string, len(added))
@@ -127,9 +208,19 @@ func (s *Service) SaveBatch(ctx context.Context, rs []Record, rejects []Rejectio
 	unlock := s.locks.lock(uids...)
 	defer unlock()
 	if err := tx.Commit(); err != nil {
+		s.doubt(uids...)
 		return nil, err
 	}
 	s.cache.PutAll(added)
+
+	// An order already stored should be cached. It is not when a commit
+	// of it was in doubt (its message came back unacknowledged); read
+	// it again to be sure.
+	for _, uid := range stored {
+		if _, ok := s.cache.Get(uid); !ok {
+			s.doubt(uid)
+		}
+	}
 	return outcomes, nil
 }
 

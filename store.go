@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"time"
 
@@ -65,7 +66,8 @@ func NewStore(dsn string, maxConns int) (*Store, error) {
 	db.SetMaxIdleConns(maxConns)
 	var origin [8]byte
 	rand.Read(origin[:])
-	return &Store{origin: int64(binary.LittleEndian.Uint64(origin[:]) >> 1), dsn: dsn, db: db}, nil
+	// Positive and never 0, which Changes uses for "no origin".
+	return &Store{origin: int64(binary.LittleEndian.Uint64(origin[:])>>1) | 1, dsn: dsn, db: db}, nil
 }
 
 // Init connects, applies the schema and prepares the statements the
@@ -180,35 +182,70 @@ func (s *Store) Estimate(ctx context.Context) (int, error) {
 }
 
 // Load calls fn with the id and body of every stored order, in no
-// particular order, and returns the change-log horizon of what it read
-// (see follower): changes by transactions below it are in what fn saw.
+// particular order, and returns the change-log cursor of what it read
+// (see follower): the changes the cursor has passed are in what fn saw.
 // The slices passed to fn are valid only until it returns.
-func (s *Store) Load(ctx context.Context, fn func(uid, body []byte)) (uint64, error) {
+func (s *Store) Load(ctx context.Context, fn func(uid, body []byte)) (cursor, error) {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
-		return 0, wrap("loading orders", err)
+		return cursor{}, wrap("loading orders", err)
 	}
 	defer tx.Rollback()
 
-	// In one snapshot: the horizon, then the rows.
-	horizon, err := snapshotXmin(ctx, tx)
+	// In one snapshot: where the change log stands, then the rows.
+	snap, err := currentSnapshot(ctx, tx)
 	if err != nil {
-		return 0, wrap("loading orders", err)
+		return cursor{}, wrap("loading orders", err)
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT order_uid, body FROM orders`)
 	if err != nil {
-		return 0, wrap("loading orders", err)
+		return cursor{}, wrap("loading orders", err)
 	}
 	defer rows.Close()
 
 	var uid, body sql.RawBytes
 	for rows.Next() {
 		if err := rows.Scan(&uid, &body); err != nil {
-			return 0, wrap("loading orders", err)
+			return cursor{}, wrap("loading orders", err)
 		}
 		fn(uid, body)
 	}
-	return horizon, wrap("loading orders", rows.Err())
+	return cursorAt(snap), wrap("loading orders", rows.Err())
+}
+
+// A Conn is one connection of the store's pool, held until Close.
+type Conn struct {
+	c *sql.Conn
+}
+
+// Conn takes a connection from the pool. A caller that must hold locks
+// while it reads takes the connection first: writers hold a connection
+// while they wait for those locks, and the pool could otherwise run dry
+// with each side waiting for the other.
+func (s *Store) Conn(ctx context.Context) (*Conn, error) {
+	c, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, wrap("taking a connection", err)
+	}
+	return &Conn{c}, nil
+}
+
+// GetMany is Store.GetMany on this connection.
+func (c *Conn) GetMany(ctx context.Context, uids []string) (map[string][]byte, error) {
+	rows, err := c.c.QueryContext(ctx, `SELECT order_uid, body FROM orders WHERE order_uid = ANY($1)`, pq.StringArray(uids))
+	if err != nil {
+		return nil, wrap("getting orders", err)
+	}
+	found := make(map[string][]byte, len(uids))
+	if err := collect(rows, func(uid string, body []byte) { found[uid] = body }); err != nil {
+		return nil, wrap("getting orders", err)
+	}
+	return found, nil
+}
+
+// Close returns the connection to the pool.
+func (c *Conn) Close() error {
+	return c.c.Close()
 }
 
 // collect reads (order_uid[, body]) rows and closes them.
@@ -278,7 +315,12 @@ func wrap(op string, err error) error {
 
 func isUnavailable(err error) bool {
 	var netErr net.Error
+	var pathErr *fs.PathError
 	switch {
+	case errors.As(err, &pathErr):
+		// A file the connection needs, such as sslrootcert, is missing:
+		// waiting will not bring it.
+		return false
 	case errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, driver.ErrBadConn),
 		errors.Is(err, sql.ErrConnDone),

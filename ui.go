@@ -3,7 +3,9 @@ package main
 import (
 	"embed"
 	"io/fs"
+	"mime"
 	"net/http"
+	"path"
 	"strings"
 )
 
@@ -45,17 +47,22 @@ func lookupHandler() (page, files http.Handler) {
 
 // staticFiles serves the files of fsys under a Content-Security-Policy,
 // answering a JSON 404 for a name it does not hold; prefix is where it is
-// mounted, for that message.
+// mounted, for that message. Unlike http.FileServer it serves index.html
+// as itself rather than redirecting to the folder.
 func staticFiles(fsys fs.FS, prefix string, policy []string) http.Handler {
-	files := http.FileServerFS(fsys)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		setPageHeaders(w.Header(), policy)
 		name := strings.TrimPrefix(r.URL.Path, "/")
-		if info, err := fs.Stat(fsys, name); err != nil || info.IsDir() {
+		data, err := fs.ReadFile(fsys, name)
+		if err != nil {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such file: " + prefix + r.URL.Path})
 			return
 		}
-		files.ServeHTTP(w, r)
+		if ct := mime.TypeByExtension(path.Ext(name)); ct != "" {
+			w.Header().Set("Content-Type", ct)
+		}
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Write(data)
 	})
 }
 
