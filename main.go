@@ -165,8 +165,8 @@ func start(ctx context.Context, log *slog.Logger, getenv func(string) string, st
 	log.Info("cache loaded", "orders", srv.cache.Len(), "took", time.Since(t0).Round(time.Millisecond))
 
 	var wg sync.WaitGroup
-	if getenv("GOMEMLIMIT") == "" {
-		wg.Go(func() { limitMemory(ctx, srv.cache) })
+	if getenv("GOGC") == "" {
+		wg.Go(func() { tuneGC(ctx, srv.cache) })
 	}
 	if f != nil {
 		f.setCursor(at)
@@ -182,29 +182,31 @@ func start(ctx context.Context, log *slog.Logger, getenv func(string) string, st
 	return done, nil
 }
 
-// Memory limit: the cached orders, plus this share of them and this much
-// for everything else.
+// The garbage collector's target, while GOGC is not set: the heap may
+// grow past its live data by gcHeadroom before a collection, but by no
+// more than 100% of it and no less than 20%.
 const (
-	memoryHeadroom = 0.15
-	memoryBase     = 128 << 20
-	memoryCheck    = 250 * time.Millisecond
+	gcHeadroom = 128 << 20
+	gcCheck    = time.Second
 )
 
-// limitMemory keeps Go's soft memory limit a little above the cache's
-// size, until ctx is done. The garbage collector keeps its usual pace
-// (GOGC) while the heap is far below the limit, and collects more often
-// near it, so the process stays close to the size of its orders however
-// large they grow, without collecting often while the cache is small. The
-// cache holds no pointers, so collecting it often costs little.
-func limitMemory(ctx context.Context, c *Cache) {
-	t := time.NewTicker(memoryCheck)
+// tuneGC sets the garbage collector's target from the cache's size every
+// gcCheck until ctx is done. With few orders cached the usual 100% costs
+// little memory and spares collections while orders pour in; with many,
+// 100% would double the process, and the cache holds no pointers, so
+// collecting it more often costs little.
+func tuneGC(ctx context.Context, c *Cache) {
+	t := time.NewTicker(gcCheck)
 	defer t.Stop()
-	var limit int64
+	percent := 100
 	for {
-		want := int64(float64(c.Bytes())*(1+memoryHeadroom)) + memoryBase
-		if want > limit+limit/10 || want < limit-limit/10 {
-			limit = want
-			debug.SetMemoryLimit(limit)
+		want := 100
+		if n := c.Bytes(); n > 0 {
+			want = min(100, max(20, 100*gcHeadroom/n))
+		}
+		if want != percent {
+			percent = want
+			debug.SetGCPercent(percent)
 		}
 		select {
 		case <-ctx.Done():

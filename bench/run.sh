@@ -120,6 +120,7 @@ wrk_run() {
 	non2xx=$(awk '/Non-2xx/ {print $5}' "$f")
 	results+=("$name|${rate:-0}|$p50|$p99|${errs:-0}|${non2xx:-0}")
 	log "$name: ${rate:-?} req/s, p50 $p50, p99 $p99, errors ${errs:-0}, non-2xx ${non2xx:-0}"
+	if [[ ${errs:-0} != 0 ]]; then log "$name: $(grep 'Socket errors' "$f")"; fi
 }
 
 pgbench_run() {
