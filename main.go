@@ -184,7 +184,7 @@ func start(ctx context.Context, log *slog.Logger, getenv func(string) string, st
 
 // The garbage collector's target, while GOGC is not set: the heap may
 // grow past its live data by gcHeadroom before a collection, but by no
-// more than 100% of it and no less than 20%.
+// more than 100% of it and no less than 10%.
 const (
 	gcHeadroom = 128 << 20
 	gcCheck    = time.Second
@@ -202,7 +202,7 @@ func tuneGC(ctx context.Context, c *Cache) {
 	for {
 		want := 100
 		if n := c.Bytes(); n > 0 {
-			want = min(100, max(20, 100*gcHeadroom/n))
+			want = min(100, max(10, 100*gcHeadroom/n))
 		}
 		if want != percent {
 			percent = want

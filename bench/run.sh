@@ -17,6 +17,8 @@
 #      warm, set against the size of the orders' JSON.
 #   5. With -c, create/delete churn at a constant number of orders for that
 #      many seconds, sampling the resident memory as it goes.
+#   6. Before the churn, N copies of the sample order itself through the
+#      stream, timed as in 2.
 #
 #   bench/run.sh [-n orders] [-d seconds per wrk run] [-c churn seconds] [-o results.md]
 #
@@ -156,6 +158,16 @@ BENCH_PATH=/api/models/cache/%s BENCH_N=$n wrk -t2 -c5 -d2s -s "$root/bench/ids.
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$svc_pid/status"; }
 rss_kb=$(rss)
 
+# 6 (before the churn, on the restarted service). Ingestion of the sample
+# order itself: N copies of task/model.json, one item each.
+log "publishing $n copies of the sample order"
+before=$(metric ingested)
+t0=$(now)
+"$work/producer" -n "$n" -id-prefix sample- -q >>"$work/producer.log"
+until [[ $(metric ingested) -ge $((before + n)) ]]; do sleep 0.01; done
+sample_secs=$(since "$t0")
+sample_rate=$(echo "$n / $sample_secs" | bc -l)
+
 # 5. Churn at constant size.
 if ((churn > 0)); then
 	log "churning for $churn s"
@@ -199,8 +211,10 @@ ratio() { echo "scale=2; $1 / $2" | bc -l; }
 {
 	echo "| figure | service | reference | ratio | p50 | p99 | errors | non-2xx |"
 	echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-	printf "| ingestion through the stream, orders/s | %.0f | COPY %.0f | %s | | | | |\n" \
+	printf "| ingestion through the stream, 1 to 5 items, orders/s | %.0f | COPY %.0f | %s | | | | |\n" \
 		"$ingest_rate" "$copy_rate" "$(ratio "$ingest_rate" "$copy_rate")"
+	printf "| ingestion of the sample order (1 item), orders/s | %.0f | target 25000 | %s | | | | |\n" \
+		"$sample_rate" "$(ratio "$sample_rate" 25000)"
 	for c in 5 64; do
 		for r in "${results[@]}"; do
 			name=$(field "$r" 1)
