@@ -15,6 +15,7 @@
 #   4. The service restarts on the loaded database: time to ready, set
 #      against psql reading the same rows out, and its resident memory once
 #      warm, set against the size of the orders' JSON.
+#      Then how far its memory rises while one response lists every order.
 #   5. With -c, create/delete churn at a constant number of orders for that
 #      many seconds, sampling the resident memory as it goes.
 #   6. Before the churn, N copies of the sample order itself through the
@@ -158,6 +159,21 @@ BENCH_PATH=/api/models/cache/%s BENCH_N=$n wrk -t2 -c5 -d2s -s "$root/bench/ids.
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$svc_pid/status"; }
 rss_kb=$(rss)
 
+# Lists: how far the resident memory rises above where it stood while one
+# client reads every order in one response, from the database and from
+# the cache. (Writing 5 to clear_refs resets the peak to the present.)
+list_growth() {
+	local before bytes
+	echo 5 >"/proc/$svc_pid/clear_refs"
+	before=$(rss)
+	bytes=$(curl -sf -o /dev/null -w '%{size_download}' "$base$1")
+	((bytes >= json_bytes)) || { log "GET $1 returned $bytes bytes, fewer than the orders' $json_bytes"; exit 1; }
+	echo $(($(awk '/^VmHWM/ {print $2}' "/proc/$svc_pid/status") - before))
+}
+list_db_kb=$(list_growth /api/models)
+list_cache_kb=$(list_growth /api/models/cache)
+log "whole lists: resident memory rose $list_db_kb KiB (database), $list_cache_kb KiB (cache)"
+
 # 6 (before the churn, on the restarted service). Ingestion of the sample
 # order itself: N copies of task/model.json, one item each.
 log "publishing $n copies of the sample order"
@@ -244,6 +260,11 @@ ratio() { echo "scale=2; $1 / $2" | bc -l; }
 		"$n" "$startup_secs" "$copyout_secs" "$(ratio "$startup_secs" "$copyout_secs")"
 	printf "| resident memory once warm, MiB | %.0f | orders' JSON %.0f | %s | | | | |\n" \
 		"$(echo "$rss_kb / 1024" | bc -l)" "$(echo "$json_bytes / 1048576" | bc -l)" "$(ratio "$rss_kb * 1024" "$json_bytes")"
+	for l in "database $list_db_kb" "cache $list_cache_kb"; do
+		set -- $l
+		printf "| rise in resident memory while one response lists all %d orders from the %s, MiB | %.1f | orders' JSON %.0f | %s | | | | |\n" \
+			"$n" "$1" "$(echo "$2 / 1024" | bc -l)" "$(echo "$json_bytes / 1048576" | bc -l)" "$(echo "scale=3; $2 * 1024 / $json_bytes" | bc -l)"
+	done
 	if ((churn > 0)); then
 		printf "| resident memory after %d s of create/delete churn (%.0f req/s), MiB | %.0f (most %.0f) | at its start %.0f | %s | | | | %s |\n" \
 			"$churn" "$churn_rate" "$(echo "$churn_last / 1024" | bc -l)" "$(echo "$churn_max / 1024" | bc -l)" \
