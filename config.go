@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,8 +36,9 @@ type setting struct {
 	flag, env string
 }
 
-// parseConfig reads the configuration from the environment and then the
-// command line, so a flag overrides its variable. It returns flag.ErrHelp
+// parseConfig reads the configuration from the command line and, for
+// each setting no flag gave, from the environment, so a flag overrides
+// its variable. It returns flag.ErrHelp
 // after printing usage for -h.
 func parseConfig(args []string, getenv func(string) string, output io.Writer) (Config, error) {
 	var c Config
@@ -79,15 +82,6 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 	define("ack-wait", "ACK_WAIT", dur(&c.Stream.AckWait, 30*time.Second), "how long the streaming server waits for an acknowledgement before redelivering")
 	define("max-inflight", "MAX_INFLIGHT", num(&c.Stream.MaxInflight, 4096), "most unacknowledged messages the streaming server hands over")
 
-	for _, s := range settings {
-		v := getenv(s.env)
-		if v == "" {
-			continue
-		}
-		if err := fs.Set(s.flag, v); err != nil {
-			return c, fmt.Errorf("invalid %s %q: %v", s.env, v, explain(fs.Lookup(s.flag), err))
-		}
-	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(output, "Usage: orders [flags]\n\n")
@@ -103,6 +97,20 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 	if fs.NArg() > 0 {
 		// Not echoed: what follows could be a secret.
 		return c, fmt.Errorf("%d unexpected arguments after the flags; a boolean flag takes -flag=false, not -flag false", fs.NArg())
+	}
+
+	// The environment fills in what the command line left unset, so a
+	// variable that a flag overrides is not even read.
+	given := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, s := range settings {
+		v := getenv(s.env)
+		if v == "" || given[s.flag] {
+			continue
+		}
+		if err := fs.Set(s.flag, v); err != nil {
+			return c, fmt.Errorf("invalid %s %q: %v", s.env, v, explain(fs.Lookup(s.flag), err))
+		}
 	}
 	return c, c.validate()
 }
@@ -151,6 +159,9 @@ func (c *Config) validate() error {
 	if c.Stream.MaxInflight < c.Stream.BatchSize {
 		errs = append(errs, fmt.Errorf("-max-inflight (MAX_INFLIGHT) is %d, less than -batch-size (BATCH_SIZE) %d, so batches could never fill", c.Stream.MaxInflight, c.Stream.BatchSize))
 	}
+	if err := checkListenAddr(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("-http-addr (HTTP_ADDR): %w", err))
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("-log-format (LOG_FORMAT) must be text or json, got %q", c.LogFormat))
 	}
@@ -195,6 +206,19 @@ func isToken(s string) bool {
 		return false
 	}
 	return isClientID(strings.ReplaceAll(s, ".", ""))
+}
+
+// checkListenAddr checks an address to listen on: an optional host and
+// a port number, as in :8000 or 127.0.0.1:8000.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port or :port, such as :8000, got %q", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("want a port number from 0 to 65535, got %q", port)
+	}
+	return nil
 }
 
 // checkNATSURL checks a NATS server URL, or a comma-separated list of

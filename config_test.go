@@ -39,6 +39,17 @@ func TestConfigFlagBeatsEnvironment(t *testing.T) {
 	}
 }
 
+func TestConfigIgnoresVariablesAFlagOverrides(t *testing.T) {
+	env := map[string]string{"DB_TIMEOUT": "abc", "PPROF": "maybe"}
+	c, _, err := parse(t, env, "-db-timeout", "1s", "-pprof=false")
+	if err != nil {
+		t.Fatalf("flags that override bad variables: got error %v, want none", err)
+	}
+	if c.DBTimeout != time.Second || c.Pprof {
+		t.Errorf("got db timeout %v and pprof %v, want 1s and false from the flags", c.DBTimeout, c.Pprof)
+	}
+}
+
 func TestConfigRejectsBadValues(t *testing.T) {
 	tests := []struct {
 		env     map[string]string
@@ -63,6 +74,9 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{nil, []string{"-no-such-flag"}, "flag provided but not defined"},
 		{nil, []string{"-pprof", "true", "-api-token", "hunter2"}, "3 unexpected arguments after the flags"},
 		{map[string]string{"API_TOKEN": "tok "}, nil, "starts or ends with white space"},
+		{nil, []string{"-http-addr", "nonsense"}, `-http-addr (HTTP_ADDR): want host:port or :port, such as :8000, got "nonsense"`},
+		{map[string]string{"HTTP_ADDR": "localhost:http"}, nil, `-http-addr (HTTP_ADDR): want a port number from 0 to 65535, got "http"`},
+		{nil, []string{"-http-addr", ":70000"}, "want a port number from 0 to 65535"},
 	}
 	for _, tt := range tests {
 		_, _, err := parse(t, tt.env, tt.args...)

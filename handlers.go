@@ -153,7 +153,7 @@ func (s *server) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	writeRaw(w, http.StatusOK, body)
+	writeOrder(w, http.StatusOK, body)
 }
 
 // writable reports whether writes may go ahead: the database must be
@@ -248,7 +248,7 @@ func (s *server) handleCacheGet(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, ErrNotFound)
 		return
 	}
-	writeRaw(w, http.StatusOK, body)
+	writeOrder(w, http.StatusOK, body)
 }
 
 // handleCreate serves POST /api/models: it stores the order in the
@@ -282,7 +282,7 @@ func (s *server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.Created.Add(1)
 	w.Header().Set("Location", "/api/models/"+url.PathEscape(rec.UID))
-	writeRaw(w, http.StatusCreated, rec.Body)
+	writeOrder(w, http.StatusCreated, rec.Body)
 }
 
 // handleDelete serves DELETE /api/models/{id}: it removes the order from
@@ -305,7 +305,7 @@ func (s *server) handleDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.Deleted.Add(1)
-	writeRaw(w, http.StatusOK, body)
+	writeOrder(w, http.StatusOK, body)
 }
 
 // error answers a failed request. It is the one place that maps errors to
@@ -362,6 +362,17 @@ func writeRaw(w http.ResponseWriter, status int, body []byte) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	w.Write(body)
+}
+
+var newline = []byte{'\n'}
+
+// writeOrder writes an order's stored body, ended by a newline as every
+// JSON answer of the service is, so that it reads well in a terminal.
+func writeOrder(w http.ResponseWriter, status int, body []byte) {
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(status)
+	w.Write(body)
+	w.Write(newline)
 }
 
 // writeJSON encodes v as the response body.

@@ -125,8 +125,8 @@ func TestCacheRouteServesStoredBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := serve(newCacheServer(t, sample).routes(), "GET", "/api/models/cache/"+sample.UID, "", "")
-	if r.body != string(sample.Body) {
-		t.Errorf("body = %s, want %s", r.body, sample.Body)
+	if r.body != answer(sample.Body) {
+		t.Errorf("body = %q, want the stored body and a newline, %q", r.body, answer(sample.Body))
 	}
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q, want application/json", ct)
@@ -230,8 +230,8 @@ func TestCacheListPages(t *testing.T) {
 		t.Errorf("after=c = %s, want de", got)
 	}
 	r = serve(h, "GET", "/api/models/cache?after=e", "", "")
-	if r.body != "[]" {
-		t.Errorf("after the last id = %s, want []", r.body)
+	if r.body != "[]\n" {
+		t.Errorf("after the last id = %q, want \"[]\\n\"", r.body)
 	}
 }
 

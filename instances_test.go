@@ -141,7 +141,7 @@ func TestStoredButUncachedOrderIsHealed(t *testing.T) {
 	wantStatus(t, "cache before the message", do(t, "GET", svc.base+"/api/models/cache/behind-the-back", "", nil), http.StatusNotFound)
 
 	env.publish(t, body)
-	if got := getOK(t, svc.base+"/api/models/cache/behind-the-back"); got != string(body) {
+	if got := getOK(t, svc.base+"/api/models/cache/behind-the-back"); got != answer(body) {
 		t.Errorf("cache holds %s, want %s", got, body)
 	}
 }

@@ -148,6 +148,11 @@ func canonicalSample(t testing.TB) Record {
 	return r
 }
 
+// answer is what the API sends for an order whose stored body is body.
+func answer(body []byte) string {
+	return string(body) + "\n"
+}
+
 // orderWithID returns the sample order with another order_uid, encoded
 // canonically.
 func orderWithID(t testing.TB, uid string) []byte {
@@ -172,8 +177,8 @@ func TestProducerSampleReachesDatabaseAndCache(t *testing.T) {
 	want := canonicalSample(t)
 	fromCache := getOK(t, svc.base+"/api/models/cache/"+want.UID)
 	fromDB := getOK(t, svc.base+"/api/models/"+want.UID)
-	if fromCache != string(want.Body) {
-		t.Errorf("cache route = %s\nwant %s", fromCache, want.Body)
+	if fromCache != answer(want.Body) {
+		t.Errorf("cache route = %s\nwant %s", fromCache, answer(want.Body))
 	}
 	if fromDB != fromCache {
 		t.Errorf("database route and cache route differ:\n%s\n%s", fromDB, fromCache)
@@ -212,21 +217,21 @@ func TestCreateGetDeleteRoundTrip(t *testing.T) {
 	if loc := r.header.Get("Location"); loc != "/api/models/round-trip-1" {
 		t.Errorf("Location = %q, want /api/models/round-trip-1", loc)
 	}
-	if r.body != string(body) {
+	if r.body != answer(body) {
 		t.Errorf("POST answered %s, want the stored order %s", r.body, body)
 	}
 
 	for _, path := range []string{"/api/models/round-trip-1", "/api/models/cache/round-trip-1"} {
 		r := do(t, "GET", svc.base+path, "", nil)
 		wantStatus(t, "GET "+path, r, http.StatusOK)
-		if r.body != string(body) {
+		if r.body != answer(body) {
 			t.Errorf("GET %s = %s, want %s", path, r.body, body)
 		}
 	}
 
 	r = do(t, "DELETE", svc.base+"/api/models/round-trip-1", "", nil)
 	wantStatus(t, "DELETE", r, http.StatusOK)
-	if r.body != string(body) {
+	if r.body != answer(body) {
 		t.Errorf("DELETE answered %s, want the deleted order", r.body)
 	}
 	for _, path := range []string{"/api/models/round-trip-1", "/api/models/cache/round-trip-1"} {
@@ -273,7 +278,7 @@ func TestRestartRestoresCacheFromDatabase(t *testing.T) {
 	for uid, body := range want {
 		r := do(t, "GET", second.base+"/api/models/cache/"+uid, "", nil)
 		wantStatus(t, "GET cache "+uid+" after restart", r, http.StatusOK)
-		if r.body != string(body) {
+		if r.body != answer(body) {
 			t.Errorf("cache %s after restart = %s, want %s", uid, r.body, body)
 		}
 	}
@@ -357,7 +362,7 @@ func TestStreamRedeliveryIsNoOpAndConflictIsRejected(t *testing.T) {
 	getOK(t, svc.base+"/api/models/cache/marker")
 
 	r := do(t, "GET", svc.base+"/api/models/same-id", "", nil)
-	if r.body != string(body) {
+	if r.body != answer(body) {
 		t.Errorf("stored same-id = %s, want the first version", r.body)
 	}
 	var rows, rejected int

@@ -85,7 +85,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request, scan scanFunc) {
 			break
 		}
 	}
-	io.WriteString(w, "]")
+	io.WriteString(w, "]\n")
 }
 
 // midListAttempts is how often a chunk of a list already under way is

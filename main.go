@@ -61,6 +61,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("API_TOKEN is not set: anyone who reaches the API can create and delete orders; fine for local development, not for production")
 	}
 
+	// Listen before anything slow, so a taken port fails at once and
+	// /healthz answers while the database is awaited.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listening on -http-addr (HTTP_ADDR) %s: %w", cfg.HTTPAddr, err)
+	}
+	defer ln.Close()
+
 	store, err := NewStore(cfg.DatabaseURL, cfg.DBMaxConns)
 	if err != nil {
 		return err
@@ -94,12 +102,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		pprof:       cfg.Pprof,
 	}
 
-	// Listen before anything slow, so a taken port fails at once and
-	// /healthz answers while the database is awaited.
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err)
-	}
 	httpSrv := &http.Server{
 		Handler:           srv.routes(),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -237,10 +239,20 @@ func openStore(ctx context.Context, log *slog.Logger, store *Store) error {
 	}
 }
 
+// durationText writes durations in JSON logs as the text logs do ("2s"),
+// rather than as slog's default count of nanoseconds.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
 // newLogger builds the one logger the service passes down.
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "json" {
+		opts.ReplaceAttr = durationText
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))

@@ -24,6 +24,10 @@ func TestLogsAreJSONWhenAsked(t *testing.T) {
 			switch rec["msg"] {
 			case "starting":
 				sawStart = true
+				cfg, _ := rec["config"].(map[string]any)
+				if s, ok := cfg["db_timeout"].(string); !ok || s == "" {
+					t.Errorf("config.db_timeout in the JSON start line = %#v, want a duration such as \"2s\"", cfg["db_timeout"])
+				}
 			case "request":
 				if rec["path"] == "/api/models/cache/missing" && rec["status"] == float64(404) {
 					sawRequest = true

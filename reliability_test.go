@@ -233,7 +233,7 @@ func TestRacingPublishersAndPostStoreOnce(t *testing.T) {
 		t.Errorf("rejected rows = %d, want 0: identical copies are duplicates, not conflicts", n)
 	}
 	r := do(t, "GET", svc.base+"/api/models/cache/raced", "", nil)
-	if r.body != string(body) {
+	if r.body != answer(body) {
 		t.Errorf("cached raced order = %s, want %s", r.body, body)
 	}
 }

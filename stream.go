@@ -119,11 +119,11 @@ func (in *Ingester) session(ctx context.Context, items chan<- item, stop chan st
 		lost := make(chan error, 1)
 		sc, sub, err := in.subscribe(items, stop, lost)
 		if err != nil {
-			hint := ""
+			args := []any{"err", err, "retry_in", backoff}
 			if strings.Contains(err.Error(), "clientID already registered") {
-				hint = "another process may use NATS_CLIENT_ID=" + in.cfg.ClientID + "; after a crash the server frees it within seconds"
+				args = append(args, "hint", "another process may use NATS_CLIENT_ID="+in.cfg.ClientID+"; after a crash the server frees it within seconds")
 			}
-			in.log.Warn("stream connect failed", "err", err, "retry_in", backoff, "hint", hint)
+			in.log.Warn("stream connect failed", args...)
 			if !sleep(ctx, backoff) {
 				close(stop)
 				return nil

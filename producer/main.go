@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,7 +74,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.clusterID, "nats-cluster-id", env("NATS_CLUSTER_ID", "test-cluster"), "NATS Streaming cluster id (env NATS_CLUSTER_ID)")
 	fs.StringVar(&o.channel, "nats-channel", env("NATS_CHANNEL", "orders"), "channel to publish to (env NATS_CHANNEL)")
 	fs.BoolVar(&o.quiet, "q", false, "print only the final summary")
-	fs.BoolVar(&o.dryRun, "dry-run", false, "print the messages, one per line, instead of publishing them")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "print the messages instead of publishing them: each file as it is, or with -n each copy on one line")
 	if err := fs.Parse(args[1:]); err != nil {
 		return o, err
 	}
@@ -159,7 +160,10 @@ type doc struct {
 
 func newDoc(name string, data []byte) doc {
 	d := doc{name: name, data: data}
-	if json.Unmarshal(data, &d.obj) != nil {
+	// Numbers stay as written, so copies keep integers past 2^53 exact.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if dec.Decode(&d.obj) != nil || dec.InputOffset() != int64(len(bytes.TrimRight(data, " \t\r\n"))) {
 		d.obj = nil
 	}
 	return d
@@ -237,8 +241,10 @@ func makeTemplate(obj map[string]any, items int) (template, error) {
 			if rid, ok := it["rid"].(string); ok && j > 0 {
 				it["rid"] = fmt.Sprintf("%s-%d", rid, j)
 			}
-			if chrt, ok := it["chrt_id"].(float64); ok {
-				it["chrt_id"] = chrt + float64(j)
+			if num, ok := it["chrt_id"].(json.Number); ok {
+				if chrt, err := num.Int64(); err == nil {
+					it["chrt_id"] = json.Number(strconv.FormatInt(chrt+int64(j), 10))
+				}
 			}
 			copies[j] = it
 		}

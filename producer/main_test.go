@@ -140,3 +140,21 @@ func TestBadOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestCopiesKeepLargeIntegersExact(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "big.json")
+	doc := `{"order_uid":"x","payment":{"payment_dt":9007199254740993},"items":[{"rid":"r","chrt_id":9007199254740993}]}`
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := produce(t, "", "-file", file, "-n", "2", "-max-items", "2", "-dry-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"payment_dt":9007199254740993`, `"chrt_id":9007199254740993`, `"chrt_id":9007199254740994`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("copies lack %s:\n%s", want, out)
+		}
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"os"
 )
 
+var newline = []byte{'\n'}
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8100", "address to listen on")
 	from := flag.String("from", "http://127.0.0.1:8000", "service to copy the orders from")
@@ -35,6 +37,7 @@ func main() {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)
+		w.Write(newline)
 	})
 	log.Fatal(http.ListenAndServe(*addr, mux))
 }
