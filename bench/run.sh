@@ -10,8 +10,9 @@
 #      order committed, and set against a plain COPY of the same rows.
 #   3. wrk drives the cache route, the database route and cache paging at
 #      -c5 and -c64, interleaved with the references: a bare net/http
-#      server holding the same bytes (bench/bare) and pgbench -M prepared
-#      running the database route's key lookup.
+#      server holding the same bytes (bench/bare), pgbench -M prepared
+#      running the database route's key lookup, and the same lookup from
+#      Go through database/sql and lib/pq (bench/golookup).
 #   4. The service restarts on the loaded database: time to ready, set
 #      against psql reading the same rows out, and its resident memory once
 #      warm, set against the size of the orders' JSON.
@@ -84,7 +85,7 @@ started=$(now)
 log "building; data in $work"
 "$root/scripts/services.sh" start >/dev/null
 (cd "$root" && go build -o "$work/orders" . && go build -o "$work/producer" ./producer &&
-	go build -o "$work/bare" ./bench/bare)
+	go build -o "$work/bare" ./bench/bare && go build -o "$work/golookup" ./bench/golookup)
 start_service
 
 # 2. Ingestion through the stream, acknowledged after commit.
@@ -138,10 +139,23 @@ pgbench_run() {
 	log "$name: ${rate:-?} tps, latency average $lat, failed ${failed:-?}"
 }
 
+# The same lookup from Go through database/sql and lib/pq, the driver the
+# service must use: what the driver alone allows, without HTTP.
+golookup_run() {
+	local name=$1 conns=$2 f=$work/golookup.out
+	"$work/golookup" -url "$DATABASE_URL" -c "$conns" -d "${dur}s" -n "$n" >"$f" 2>&1 || true
+	local rate failed
+	rate=$(awk '/^lookups/ {print $2}' "$f")
+	failed=$(awk '/^lookups/ {print $4}' "$f")
+	results+=("$name|${rate:-0}|-|-|${failed:-1}|0")
+	log "$name: ${rate:-?} lookups/s, failed ${failed:-?}"
+}
+
 for c in 5 64; do
 	wrk_run "bare net/http -c$c" $c "/api/models/cache/%s" "$bare"
 	wrk_run "cache route -c$c" $c "/api/models/cache/%s" "$base"
 	pgbench_run "pgbench lookup -c$c" $c
+	golookup_run "database/sql lookup -c$c" $c
 	wrk_run "database route -c$c" $c "/api/models/%s" "$base"
 	wrk_run "cache page of 100 -c$c" $c "/api/models/cache?limit=100&after=%s" "$base"
 done
@@ -249,6 +263,9 @@ ratio() { echo "scale=2; $1 / $2" | bc -l; }
 				limit=$(echo "1 / (1 / $b + 1 / $p)" | bc -l)
 				rratio=$(ratio "$rate" "$limit")
 				ref="serial limit $(printf %.0f "$limit")"
+				g=$(find_rate "database/sql lookup -c$c")
+				glimit=$(echo "1 / (1 / $b + 1 / $g)" | bc -l)
+				rratio="$rratio ($(ratio "$rate" "$glimit") of $(printf %.0f "$glimit") with database/sql)"
 				;;
 			esac
 			shown=$(printf %.0f "$rate")
