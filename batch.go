@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lib/pq"
 	"github.com/nats-io/stan.go"
@@ -119,8 +121,27 @@ func (in *Ingester) split(batch []item) pending {
 }
 
 func (in *Ingester) rejection(m *stan.Msg, reason string) Rejection {
+	reason = storableReason(reason)
 	in.log.Warn("message rejected", "seq", m.Sequence, "reason", reason)
 	return Rejection{Channel: in.cfg.Channel, Sequence: m.Sequence, Payload: m.Data, Reason: reason}
+}
+
+// maxReason bounds the bytes of a rejection's reason.
+const maxReason = 1024
+
+// storableReason makes a reason text PostgreSQL accepts: valid UTF-8,
+// without NUL, and short. A reason it refused would keep the message it
+// explains from ever being acknowledged.
+func storableReason(s string) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", `\x00`)
+	if len(s) <= maxReason {
+		return s
+	}
+	cut := maxReason
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // save writes a batch. When the database refuses the batch as a whole

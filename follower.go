@@ -53,7 +53,8 @@ type follower struct {
 	recorded time.Time // last time the followers table took our cursor
 	own      bool      // read our own changes too, once, after a reload
 
-	beating chan struct{} // closed when beat returns
+	beating  chan struct{}      // closed when beat returns
+	stopBeat context.CancelFunc // ends beat before ctx does
 }
 
 // startFollowing records, before the cache is loaded, that this process
@@ -70,11 +71,19 @@ func (s *Service) startFollowing(ctx context.Context, log *slog.Logger, m *Metri
 		return nil, err
 	}
 	f.recorded = time.Now()
+	beatCtx, stop := context.WithCancel(ctx)
+	f.stopBeat = stop
 	go func() {
 		defer close(f.beating)
-		f.beat(ctx)
+		f.beat(beatCtx)
 	}()
 	return f, nil
+}
+
+// abandon stops a follower that will not run, after a failed load.
+func (f *follower) abandon() {
+	f.stopBeat()
+	<-f.beating
 }
 
 // setCursor moves the follower to the cursor of a cache load.
@@ -89,6 +98,7 @@ func (f *follower) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer func() {
 		wg.Wait()
+		f.stopBeat()
 		<-f.beating
 	}()
 

@@ -293,7 +293,10 @@ func TestBadMessagesAreRecordedAndSkipped(t *testing.T) {
 
 	notJSON := []byte("this is not JSON")
 	negative := modified(t, set("payment.amount", -5))
-	env.publish(t, notJSON, negative, []byte{}, orderWithID(t, "after-bad-ones"))
+	// PostgreSQL cannot store a NUL in text: the reason naming this key
+	// must still be storable, or the message would block the channel.
+	nulKey := []byte(`{"bad\u0000key": 1}`)
+	env.publish(t, notJSON, negative, []byte{}, nulKey, orderWithID(t, "after-bad-ones"))
 	getOK(t, svc.base+"/api/models/cache/after-bad-ones")
 
 	if svc.logs.count("message rejected", "seq=1", "not JSON") != 1 {
@@ -310,6 +313,7 @@ func TestBadMessagesAreRecordedAndSkipped(t *testing.T) {
 		{1, "not JSON", notJSON},
 		{2, "payment.amount: must not be negative", negative},
 		{3, "empty document", []byte{}},
+		{4, `"bad\x00key": unknown field`, nulKey},
 	}
 	rows, err := env.db(t).Query(`SELECT sequence, reason, payload FROM rejected ORDER BY sequence`)
 	if err != nil {

@@ -128,9 +128,9 @@ func (d *decoder) number(seen *uint32, bit uint32, prefix, key string, dst *int6
 		return nil
 	}
 	if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
-		return invalid(path(), "%s does not fit in a 64-bit integer", tok)
+		return invalid(path(), "%s does not fit in a 64-bit integer", echoNumber(tok))
 	}
-	return invalid(path(), "want an integer, got number %s", tok)
+	return invalid(path(), "want an integer, got number %s", echoNumber(tok))
 }
 
 // time reads an RFC 3339 time member.
@@ -147,7 +147,7 @@ func (d *decoder) time(path string, dst *time.Time) error {
 		return err
 	}
 	if fraction(v) > 9 {
-		return invalid(path, "has a fraction of a second finer than nanoseconds, which would be cut: %q", v)
+		return invalid(path, "has a fraction of a second finer than nanoseconds, which would be cut: %s", quote(v))
 	}
 	// RFC 3339 allows a lower-case t and z; time.Parse does not. It also
 	// takes a comma before the fraction, which RFC 3339 does not.
@@ -159,11 +159,11 @@ func (d *decoder) time(path string, dst *time.Time) error {
 		text[n-1] = 'Z'
 	}
 	if strings.IndexByte(v, ',') >= 0 || dst.UnmarshalText(text) != nil {
-		return invalid(path, "want an RFC 3339 time such as 2021-11-26T06:22:19Z, got %q", v)
+		return invalid(path, "want an RFC 3339 time such as 2021-11-26T06:22:19Z, got %s", quote(v))
 	}
 	_, offset := dst.Zone()
 	if y := dst.Year(); y < minYear || y > maxYear || offset <= -24*3600 || offset >= 24*3600 {
-		return invalid(path, "must be a time from %d to %d with a UTC offset under 24 hours, got %q", minYear, maxYear, v)
+		return invalid(path, "must be a time from %d to %d with a UTC offset under 24 hours, got %s", minYear, maxYear, quote(v))
 	}
 	return nil
 }
@@ -425,10 +425,18 @@ func (d *decoder) wrongType(path, want string) error {
 	if kind == "number" {
 		start := d.pos
 		if d.scanNumber() {
-			kind = "number " + d.s[start:d.pos]
+			kind = "number " + echoNumber(d.s[start:d.pos])
 		}
 	}
 	return invalid(path, "want %s, got %s", want, kind)
+}
+
+// echoNumber cuts a number literal for an error message.
+func echoNumber(tok string) string {
+	if len(tok) > maxEcho {
+		return tok[:maxEcho] + "..."
+	}
+	return tok
 }
 
 func (d *decoder) syntax(msg string) error {

@@ -151,17 +151,10 @@ func start(ctx context.Context, log *slog.Logger, getenv func(string) string, st
 	}
 	srv.dbReady.Store(true)
 
-	var f *follower
-	if store.logging {
-		var err error
-		if f, err = svc.startFollowing(ctx, log, srv.metrics); err != nil {
-			return nil, err
-		}
-	}
 	t0 := time.Now()
-	at, err := svc.Load(ctx)
+	f, at, err := loadCache(ctx, log, svc, srv.metrics)
 	if err != nil {
-		return nil, fmt.Errorf("loading cache: %w", err)
+		return nil, err
 	}
 	srv.cacheReady.Store(true)
 	log.Info("cache loaded", "orders", srv.cache.Len(), "took", time.Since(t0).Round(time.Millisecond))
@@ -246,6 +239,44 @@ func durationText(_ []string, a slog.Attr) slog.Attr {
 		a.Value = slog.StringValue(a.Value.Duration().String())
 	}
 	return a
+}
+
+// loadCache fills the cache and, when instances share the database,
+// starts following the change log from where the load read it. While the
+// database is unavailable it waits and starts again, so that a database
+// restarting while the service starts does not stop it.
+func loadCache(ctx context.Context, log *slog.Logger, svc *Service, m *Metrics) (*follower, cursor, error) {
+	backoff := minBackoff
+	for {
+		f, at, err := loadOnce(ctx, log, svc, m)
+		if err == nil {
+			return f, at, nil
+		}
+		if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+			return nil, cursor{}, fmt.Errorf("loading cache: %w", err)
+		}
+		log.Warn("loading cache failed", "err", err, "retry_in", backoff)
+		if !sleep(ctx, backoff) {
+			return nil, cursor{}, ctx.Err()
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+func loadOnce(ctx context.Context, log *slog.Logger, svc *Service, m *Metrics) (*follower, cursor, error) {
+	var f *follower
+	if svc.store.logging {
+		var err error
+		if f, err = svc.startFollowing(ctx, log, m); err != nil {
+			return nil, cursor{}, err
+		}
+	}
+	at, err := svc.Load(ctx)
+	if err != nil && f != nil {
+		f.abandon()
+		f = nil
+	}
+	return f, at, err
 }
 
 // newLogger builds the one logger the service passes down.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -107,6 +108,28 @@ func invalid(field, format string, args ...any) error {
 	return &InvalidError{Field: field, Problem: fmt.Sprintf(format, args...)}
 }
 
+// maxEcho is how many characters of a client's value an error repeats.
+const maxEcho = 64
+
+// quote quotes a value for an error message, cut to maxEcho characters,
+// so that a huge or strange value yields a short, printable message.
+func quote(v string) string {
+	if utf8.RuneCountInString(v) <= maxEcho {
+		return strconv.Quote(v)
+	}
+	return strconv.Quote(string([]rune(v)[:maxEcho])) + "..."
+}
+
+// unknownField reports a key the order does not have. A key that is not
+// a plain name is quoted, so that what it holds (a NUL, a quote, a
+// megabyte) cannot garble the path.
+func unknownField(prefix, key string) error {
+	if len(key) > maxEcho || strings.Trim(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != "" {
+		key = quote(key)
+	}
+	return invalid(prefix+key, "unknown field")
+}
+
 // decodeOrder parses and validates one order document and returns it with
 // its canonical encoding. The HTTP API and the stream both accept orders
 // only through here, so every stored body has the same shape.
@@ -195,10 +218,10 @@ func (d *Delivery) validate() error {
 		return err
 	}
 	if d.Phone != "" && !isPhone(d.Phone) {
-		return invalid("delivery.phone", "want digits with an optional leading +, spaces, dashes or parentheses, got %q", d.Phone)
+		return invalid("delivery.phone", "want digits with an optional leading +, spaces, dashes or parentheses, got %s", quote(d.Phone))
 	}
 	if d.Email != "" && !isEmail(d.Email) {
-		return invalid("delivery.email", "is not a well-formed email address: %q", d.Email)
+		return invalid("delivery.email", "is not a well-formed email address: %s", quote(d.Email))
 	}
 	return nil
 }
@@ -215,7 +238,7 @@ func (p *Payment) validate() error {
 		return err
 	}
 	if !isCurrency(p.Currency) {
-		return invalid("payment.currency", "want a three-letter ISO 4217 code such as USD, got %q", p.Currency)
+		return invalid("payment.currency", "want a three-letter ISO 4217 code such as USD, got %s", quote(p.Currency))
 	}
 	return checkNumbers("payment.", []numberRule{
 		{"amount", p.Amount, 0, maxInt64},
@@ -275,12 +298,12 @@ func checkID(field, v string) error {
 		return err
 	}
 	if v == "cache" {
-		return invalid(field, "%q is reserved: /api/models/cache lists the cache", v)
+		return invalid(field, "%s is reserved: /api/models/cache lists the cache", quote(v))
 	}
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if !isAlnum(c) && c != '-' && c != '_' {
-			return invalid(field, "may hold only letters, digits, '-' and '_', got %q", v)
+			return invalid(field, "may hold only letters, digits, '-' and '_', got %s", quote(v))
 		}
 	}
 	return nil

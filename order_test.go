@@ -266,7 +266,12 @@ func TestDecodeOrderMalformed(t *testing.T) {
 		{"truncated", `{"order_uid": "x"`, "unexpected end of input"},
 		{"array", `[1,2]`, "want a JSON object, got array"},
 		{"string", `"order"`, "want a JSON object, got string"},
-		{"null", `null`, "order_uid: is required"},
+		{"null", `null`, "want a JSON object, got null"},
+		{"NUL in an unknown key", `{"bad\u0000key": 1}`, `"bad\x00key": unknown field`},
+		{"quote in an unknown key", `{"delivery": {"a\"b": 1}}`, `delivery."a\"b": unknown field`},
+		{"long unknown key", `{"` + strings.Repeat("k", 5000) + `": 1}`, `"` + strings.Repeat("k", maxEcho) + `"...: unknown field`},
+		{"long number", `{"sm_id": 1` + strings.Repeat("0", 5000) + `}`, "sm_id: 1" + strings.Repeat("0", maxEcho-1) + "... does not fit in a 64-bit integer"},
+		{"long fraction", `{"sm_id": 1.` + strings.Repeat("5", 5000) + `}`, "sm_id: want an integer, got number 1." + strings.Repeat("5", maxEcho-2) + "..."},
 		{"trailing object", string(sampleOrder(t)) + `{}`, "unexpected data after the order object"},
 		{"trailing garbage", string(sampleOrder(t)) + `x`, "unexpected data after the order object"},
 	}

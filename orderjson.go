@@ -22,13 +22,11 @@ func parseOrder(data []byte) (Order, error) {
 	if d.pos == len(d.s) {
 		return o, invalid("", "empty document, want a JSON object")
 	}
-	if c := d.s[d.pos]; c != '{' {
-		if kind := d.kind(); kind != "" && kind != "null" {
+	if d.s[d.pos] != '{' {
+		if kind := d.kind(); kind != "" {
 			return o, invalid("", "want a JSON object, got %s", kind)
 		}
-		if c != 'n' {
-			return o, invalid("", "not JSON: an order is a JSON object, starting with '{'")
-		}
+		return o, invalid("", "not JSON: an order is a JSON object, starting with '{'")
 	}
 	if err := d.order(&o); err != nil {
 		return o, err
@@ -107,7 +105,7 @@ func (d *decoder) order(o *Order) error {
 		case "oof_shard":
 			err = d.field(&seen, bit13, "", key, &o.OofShard)
 		default:
-			err = invalid(key, "unknown field")
+			err = unknownField("", key)
 		}
 		if err != nil {
 			return err
@@ -143,7 +141,7 @@ func (d *decoder) delivery(x *Delivery) error {
 		case "email":
 			err = d.field(&seen, bit6, p, key, &x.Email)
 		default:
-			err = invalid(p+key, "unknown field")
+			err = unknownField(p, key)
 		}
 		if err != nil {
 			return err
@@ -185,7 +183,7 @@ func (d *decoder) payment(x *Payment) error {
 		case "custom_fee":
 			err = d.number(&seen, bit9, p, key, &x.CustomFee)
 		default:
-			err = invalid(p+key, "unknown field")
+			err = unknownField(p, key)
 		}
 		if err != nil {
 			return err
@@ -283,7 +281,7 @@ func (d *decoder) itemFields(x *Item) error {
 		case "status":
 			err = d.number(&seen, bit10, "", key, &x.Status)
 		default:
-			err = invalid(key, "unknown field")
+			err = unknownField("", key)
 		}
 		if err != nil {
 			return err

@@ -516,6 +516,45 @@ func TestServiceStartsBeforePostgres(t *testing.T) {
 	getOK(t, svc.base+"/api/models/b563feb7b2b84b6test")
 }
 
+func TestPostgresRestartWhileLoadingIsWaitedOut(t *testing.T) {
+	env := newPrivateEnv(t)
+	db := env.db(t)
+	if _, err := db.Exec(schema); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the service at the start of its load: with a queue group it
+	// first records itself in followers, which this lock makes wait.
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`LOCK TABLE followers IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	svc := env.startProc(t, "NATS_QUEUE_GROUP", "orders")
+	eventually(t, "service waiting on the lock", func() error {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`).Scan(&n); err != nil || n == 0 {
+			return fmt.Errorf("%d sessions wait for a lock (err %v)", n, err)
+		}
+		return nil
+	})
+
+	if err := env.pg.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.pg.start(); err != nil {
+		t.Fatal(err)
+	}
+	svc.waitReady(t)
+	if svc.logs.count("loading cache failed") == 0 {
+		t.Errorf("the service did not report the interrupted load:\n%s", svc.logs)
+	}
+	env.produce(t)
+	getOK(t, svc.base+"/api/models/cache/b563feb7b2b84b6test")
+}
+
 func TestSlowDatabaseRedeliveryStoresOnce(t *testing.T) {
 	env := newTestEnv(t)
 	svc := env.start(t, "ACK_WAIT", "1s")

@@ -1,9 +1,31 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
+
+func TestStorableReason(t *testing.T) {
+	long := strings.Repeat("é", maxReason) // two bytes each
+	tests := []struct{ in, want string }{
+		{"items[0].price: must not be negative", "items[0].price: must not be negative"},
+		{"key \x00 here", `key \x00 here`},
+		{"bad \xff byte", "bad \uFFFD byte"},
+		{long, long[:maxReason] + "..."},
+		{"x" + long, "x" + long[:maxReason-2] + "..."},
+	}
+	for _, tt := range tests {
+		got := storableReason(tt.in)
+		if got != tt.want {
+			t.Errorf("storableReason(%.40q) = %.40q..., want %.40q...", tt.in, got, tt.want)
+		}
+		if !utf8.ValidString(got) || strings.Contains(got, "\x00") {
+			t.Errorf("storableReason(%.40q) = %.40q, which PostgreSQL cannot store", tt.in, got)
+		}
+	}
+}
 
 func TestBudgetBlocksUntilReleased(t *testing.T) {
 	stop := make(chan struct{})
