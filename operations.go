@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -12,6 +14,11 @@ import (
 )
 
 // The routes for operators: dead letters, metrics, health and readiness.
+
+// maxRejectedPage bounds the bytes of payloads and reasons in one page
+// of GET /api/rejected; a page stops early, after at least one message,
+// once they pass it.
+const maxRejectedPage = 1 << 20
 
 // rejectedJSON is how a rejected message is listed. The payload is shown
 // as text when it is UTF-8, and in base64 otherwise.
@@ -37,30 +44,46 @@ func (s *server) handleRejected(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	msgs, err := callDB(s.workers, r.Context(), s.dbTimeout, func(ctx context.Context) ([]RejectedMessage, error) {
-		return s.store.Rejected(ctx, after, limit+1)
+	type result struct {
+		msgs []RejectedMessage
+		more bool
+	}
+	res, err := callDB(s.workers, r.Context(), s.dbTimeout, func(ctx context.Context) (result, error) {
+		msgs, more, err := s.store.Rejected(ctx, after, limit, maxRejectedPage)
+		return result{msgs, more}, err
 	})
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
 
-	if len(msgs) > limit {
-		msgs = msgs[:limit]
-		next := url.Values{"after": {strconv.FormatInt(msgs[limit-1].ID, 10)}, "limit": {strconv.Itoa(limit)}}
+	if res.more && len(res.msgs) > 0 {
+		next := url.Values{"after": {strconv.FormatInt(res.msgs[len(res.msgs)-1].ID, 10)}, "limit": {strconv.Itoa(limit)}}
 		w.Header().Set("Link", fmt.Sprintf("<%s?%s>; rel=\"next\"", r.URL.Path, next.Encode()))
 	}
-	out := make([]rejectedJSON, len(msgs))
-	for i, m := range msgs {
-		out[i] = rejectedJSON{ID: m.ID, Channel: m.Channel, Sequence: m.Sequence, Reason: m.Reason, RejectedAt: m.RejectedAt}
+	// One message at a time: a text payload grows up to six times as a
+	// JSON string, and the page is held once, not twice.
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, "[")
+	for i, m := range res.msgs {
+		if i > 0 {
+			io.WriteString(w, ",")
+		}
+		out := rejectedJSON{ID: m.ID, Channel: m.Channel, Sequence: m.Sequence, Reason: m.Reason, RejectedAt: m.RejectedAt}
 		if utf8.Valid(m.Payload) {
 			text := string(m.Payload)
-			out[i].Payload = &text
+			out.Payload = &text
 		} else {
-			out[i].PayloadBase64 = base64.StdEncoding.EncodeToString(m.Payload)
+			out.PayloadBase64 = base64.StdEncoding.EncodeToString(m.Payload)
 		}
+		body, err := json.Marshal(out)
+		if err != nil {
+			panic(err) // a struct of strings, numbers and a time
+		}
+		w.Write(body)
 	}
-	writeJSON(w, http.StatusOK, out)
+	io.WriteString(w, "]\n")
 }
 
 // parseRejectedQuery reads after (an id, default 0) and limit (default

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -310,6 +311,47 @@ func TestRejectedListPages(t *testing.T) {
 	}
 	bad := do(t, "GET", svc.base+"/api/rejected?after=-1", "", nil)
 	wantStatus(t, "after=-1", bad, http.StatusBadRequest)
+}
+
+func TestRejectedPagesStopAtTheirByteBudget(t *testing.T) {
+	env := newTestEnv(t)
+	svc := env.start(t)
+	// Five messages of 0.4 of the budget each: a page takes those that
+	// start within the budget, so pages of 3 and 2, however high the limit.
+	size := maxRejectedPage * 2 / 5
+	for i := range 5 {
+		_, err := env.db(t).Exec(`INSERT INTO rejected (channel, sequence, payload, reason) VALUES ('big', $1, $2, 'too big')`,
+			i+1, bytes.Repeat([]byte{'x'}, size))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var seqs []uint64
+	var pageSizes []int
+	target := svc.base + "/api/rejected?limit=100"
+	for target != "" && len(pageSizes) < 10 {
+		r := do(t, "GET", target, "", nil)
+		wantStatus(t, "GET "+target, r, http.StatusOK)
+		var page []rejectedJSON
+		if err := json.Unmarshal([]byte(r.body), &page); err != nil {
+			t.Fatalf("page is not JSON: %v", err)
+		}
+		for _, m := range page {
+			if m.Payload == nil || len(*m.Payload) != size {
+				t.Fatalf("message %d has a payload of %d bytes, want %d", m.Sequence, len(*m.Payload), size)
+			}
+			seqs = append(seqs, m.Sequence)
+		}
+		pageSizes = append(pageSizes, len(page))
+		target = ""
+		if link := r.header.Get("Link"); link != "" {
+			target = svc.base + strings.TrimPrefix(strings.Split(link, ">")[0], "<")
+		}
+	}
+	if fmt.Sprint(pageSizes) != "[3 2]" || fmt.Sprint(seqs) != "[1 2 3 4 5]" {
+		t.Errorf("pages of %v holding sequences %v, want pages of [3 2] holding [1 2 3 4 5]", pageSizes, seqs)
+	}
 }
 
 func TestSIGTERMFinishesAndRestartContinues(t *testing.T) {

@@ -277,13 +277,24 @@ type RejectedMessage struct {
 }
 
 // Rejected returns up to n rejected messages whose ids are greater than
-// after, oldest first.
-func (s *Store) Rejected(ctx context.Context, after int64, n int) ([]RejectedMessage, error) {
+// after, oldest first, and whether more follow. It stops early, after at
+// least one, once the messages' payloads and reasons pass maxBytes, so
+// that a page of large messages does not have to be held in memory.
+func (s *Store) Rejected(ctx context.Context, after int64, n int, maxBytes int64) ([]RejectedMessage, bool, error) {
+	// Messages past the byte budget come without their bytes; the first
+	// of them, or the one past n, says that more follow.
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT id, channel, sequence, payload, reason, rejected_at
-		FROM rejected WHERE id > $1 ORDER BY id LIMIT $2`, after, n)
+		SELECT id, channel, sequence, rejected_at, before < $3,
+		       CASE WHEN before < $3 THEN payload END,
+		       CASE WHEN before < $3 THEN reason END
+		FROM (
+			SELECT id, channel, sequence, rejected_at, payload, reason,
+			       coalesce(sum(octet_length(payload) + octet_length(reason))
+			           OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+			FROM rejected WHERE id > $1 ORDER BY id LIMIT $2
+		) page ORDER BY id`, after, n+1, maxBytes)
 	if err != nil {
-		return nil, wrap("listing rejected messages", err)
+		return nil, false, wrap("listing rejected messages", err)
 	}
 	defer rows.Close()
 
@@ -291,13 +302,18 @@ func (s *Store) Rejected(ctx context.Context, after int64, n int) ([]RejectedMes
 	for rows.Next() {
 		var m RejectedMessage
 		var seq int64
-		if err := rows.Scan(&m.ID, &m.Channel, &seq, &m.Payload, &m.Reason, &m.RejectedAt); err != nil {
-			return nil, wrap("listing rejected messages", err)
+		var within bool
+		var reason sql.NullString
+		if err := rows.Scan(&m.ID, &m.Channel, &seq, &m.RejectedAt, &within, &m.Payload, &reason); err != nil {
+			return nil, false, wrap("listing rejected messages", err)
 		}
-		m.Sequence = uint64(seq)
+		if !within || len(out) == n {
+			return out, true, wrap("listing rejected messages", rows.Close())
+		}
+		m.Sequence, m.Reason = uint64(seq), reason.String
 		out = append(out, m)
 	}
-	return out, wrap("listing rejected messages", rows.Err())
+	return out, false, wrap("listing rejected messages", rows.Err())
 }
 
 // wrap adds what was being done to err, and marks errors that mean the
