@@ -169,6 +169,9 @@ func (in *Ingester) save(p pending) error {
 		case Conflict:
 			reason := "order_uid " + p.recs[i].UID + " is already stored with different content"
 			conflicts = append(conflicts, in.rejection(p.msgs[i], reason))
+		case DeletedDiffers:
+			reason := "order_uid " + p.recs[i].UID + " was deleted through the API, and this message holds a different order; POST it to store it"
+			conflicts = append(conflicts, in.rejection(p.msgs[i], reason))
 		}
 	}
 	if len(conflicts) > 0 {

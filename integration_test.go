@@ -446,6 +446,24 @@ func TestDeletedOrderStaysDeletedWhenItsMessageComesAgain(t *testing.T) {
 		t.Errorf("deleted_skipped = %d, want 1", n)
 	}
 
+	// A different order under the deleted id is not dropped unseen: it
+	// is recorded as rejected, and the id stays free.
+	other := modified(t, func(m map[string]any) {
+		m["order_uid"] = "gone"
+		m["customer_id"] = "someone-else"
+	})
+	env.publish(t, other, orderWithID(t, "marker-other"))
+	getOK(t, svc.base+"/api/models/cache/marker-other")
+	wantStatus(t, "GET after a different order came", do(t, "GET", svc.base+"/api/models/gone", "", nil), http.StatusNotFound)
+	var rejected int
+	env.db(t).QueryRow(`SELECT count(*) FROM rejected WHERE reason LIKE '%gone was deleted through the API%'`).Scan(&rejected)
+	if rejected != 1 {
+		t.Errorf("rejections of the different order = %d, want 1", rejected)
+	}
+	if n := metric(t, svc.base, "deleted_skipped"); n != 1 {
+		t.Errorf("deleted_skipped after the different order = %d, want still 1", n)
+	}
+
 	// Creating it through the API brings it back, for good.
 	wantStatus(t, "POST", do(t, "POST", svc.base+"/api/models", "application/json", body), http.StatusCreated)
 	env.publish(t, body, orderWithID(t, "marker-2"))

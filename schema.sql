@@ -15,11 +15,14 @@ CREATE TABLE IF NOT EXISTS orders (
 
 -- Orders deleted through the API. A message of one, redelivered or
 -- replayed from the stream, is acknowledged without storing it again;
--- creating it through the API removes its row here.
+-- creating it through the API removes its row here. digest is the SHA-256
+-- of the deleted body: a message with the same id but another body is a
+-- different order, recorded as rejected rather than dropped unseen.
 CREATE TABLE IF NOT EXISTS deleted_orders (
     order_uid  text COLLATE "C" PRIMARY KEY,
     deleted_at timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE deleted_orders ADD COLUMN IF NOT EXISTS digest bytea;
 
 -- Stream messages that can never become orders: not JSON, failing
 -- validation, or clashing with a stored order of the same id. Kept with

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -35,16 +36,18 @@ const (
 			DELETE FROM orders WHERE order_uid = $1
 			RETURNING order_uid, body),
 		tombstone AS (
-			INSERT INTO deleted_orders (order_uid) SELECT order_uid FROM written
-			ON CONFLICT (order_uid) DO UPDATE SET deleted_at = now())
+			INSERT INTO deleted_orders (order_uid, digest)
+			SELECT order_uid, sha256(convert_to(body, 'UTF8')) FROM written
+			ON CONFLICT (order_uid) DO UPDATE SET deleted_at = now(), digest = excluded.digest)
 		SELECT body FROM written`
 	deleteLoggedSQL = `
 		WITH written AS (
 			DELETE FROM orders WHERE order_uid = $1
 			RETURNING order_uid, body),
 		tombstone AS (
-			INSERT INTO deleted_orders (order_uid) SELECT order_uid FROM written
-			ON CONFLICT (order_uid) DO UPDATE SET deleted_at = now()),
+			INSERT INTO deleted_orders (order_uid, digest)
+			SELECT order_uid, sha256(convert_to(body, 'UTF8')) FROM written
+			ON CONFLICT (order_uid) DO UPDATE SET deleted_at = now(), digest = excluded.digest),
 		logged AS (
 			INSERT INTO changes (origin, order_uid) SELECT $2, order_uid FROM written)
 		SELECT body FROM written`
@@ -140,9 +143,12 @@ const (
 	// Conflict: a different order with the same id is stored; nothing
 	// changed.
 	Conflict
-	// Deleted: an order with this id was deleted through the API; it is
-	// not stored again.
+	// Deleted: this order was deleted through the API; it is not stored
+	// again.
 	Deleted
+	// DeletedDiffers: an order with this id was deleted through the API,
+	// and this record is a different one; nothing changed.
+	DeletedDiffers
 )
 
 // InsertBatch stores the records whose ids are free and reports, for each
@@ -194,12 +200,12 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 		}
 	}
 	var existing map[string][]byte
-	var tombstoned map[string]bool
+	var tombstoned map[string][]byte // the deleted body's digest, if known
 	if len(taken) > 0 {
 		existing = make(map[string][]byte, len(taken))
-		tombstoned = make(map[string]bool)
+		tombstoned = make(map[string][]byte)
 		rows, err := t.tx.QueryContext(ctx, `
-			SELECT t.u, o.body, d.order_uid IS NOT NULL
+			SELECT t.u, o.body, d.order_uid IS NOT NULL, d.digest
 			FROM unnest($1::text[]) AS t(u)
 			LEFT JOIN orders o ON o.order_uid = t.u
 			LEFT JOIN deleted_orders d ON d.order_uid = t.u`, pq.StringArray(taken))
@@ -209,15 +215,15 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 		defer rows.Close()
 		for rows.Next() {
 			var uid string
-			var body []byte
+			var body, digest []byte
 			var deleted bool
-			if err := rows.Scan(&uid, &body, &deleted); err != nil {
+			if err := rows.Scan(&uid, &body, &deleted, &digest); err != nil {
 				return nil, wrap("reading existing orders", err)
 			}
 			if body != nil {
 				existing[uid] = body
 			} else if deleted {
-				tombstoned[uid] = true
+				tombstoned[uid] = digest
 			}
 		}
 		if err := rows.Err(); err != nil {
@@ -232,8 +238,11 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 		if !ok {
 			stored, ok = existing[r.UID]
 		}
+		digest, deleted := tombstoned[r.UID]
 		switch {
-		case !ok && tombstoned[r.UID]:
+		case !ok && deleted && differs(digest, r.Body):
+			out[i] = DeletedDiffers
+		case !ok && deleted:
 			out[i] = Deleted
 		case !ok:
 			// The conflicting row was deleted after our insert saw it.
@@ -248,6 +257,17 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 		}
 	}
 	return out, nil
+}
+
+// differs reports whether body is not the deleted order whose digest is
+// given. Tombstones from before digests were kept have none, and are
+// taken to match.
+func differs(digest, body []byte) bool {
+	if digest == nil {
+		return false
+	}
+	sum := sha256.Sum256(body)
+	return !bytes.Equal(digest, sum[:])
 }
 
 // A Rejection is a stream message that can never become an order.
