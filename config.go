@@ -87,12 +87,13 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 			fmt.Fprint(output, "Usage: orders [flags]\n\n")
 			fmt.Fprintln(output, "Stores orders from a NATS Streaming channel in PostgreSQL and serves them over HTTP.")
 			fmt.Fprintln(output, "Every flag may be set instead by the environment variable named in its description;")
-			fmt.Fprint(output, "a flag given on the command line wins.\n\n")
+			fmt.Fprintln(output, "a flag given on the command line wins. GOGC, if set, replaces the service's own")
+			fmt.Fprint(output, "tuning of the garbage collector to the cache's size.\n\n")
 			fs.SetOutput(output)
 			fs.PrintDefaults()
 			return c, err
 		}
-		return c, fmt.Errorf("%v (run with -h for every setting)", err)
+		return c, fmt.Errorf("%v (run with -h for every setting)", explainFlag(fs, err))
 	}
 	if fs.NArg() > 0 {
 		// Not echoed: what follows could be a secret.
@@ -115,9 +116,30 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 	return c, c.validate()
 }
 
+// badFlagValue matches the flag package's messages for a value given on
+// the command line that it could not parse, up to the reason. Should they
+// change, the messages are passed on as they are.
+var badFlagValue = regexp.MustCompile(`^invalid (?:boolean )?value ".*" for (?:flag )?-([a-z-]+): `)
+
+// explainFlag gives a command-line parse error the same reason explain
+// gives an environment variable's.
+func explainFlag(fs *flag.FlagSet, err error) error {
+	m := badFlagValue.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	f := fs.Lookup(m[1])
+	if f == nil {
+		return err
+	}
+	return fmt.Errorf("%s%v", m[0], explain(f, errors.New(strings.TrimPrefix(err.Error(), m[0]))))
+}
+
 // explain makes a flag package parse error say what was wanted.
 func explain(f *flag.Flag, err error) error {
 	switch {
+	case f.Name == "log-level":
+		return errors.New("want debug, info, warn or error")
 	case strings.Contains(err.Error(), "parse error") && isDuration(f):
 		return errors.New("want a duration such as 500ms, 5s or 1m")
 	case strings.Contains(err.Error(), "parse error") && (f.DefValue == "true" || f.DefValue == "false"):

@@ -224,7 +224,11 @@ func openStore(ctx context.Context, log *slog.Logger, store *Store) error {
 		if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 			return err
 		}
-		log.Warn("database unavailable", "err", err, "retry_in", backoff)
+		if backoff == minBackoff {
+			log.Warn("database unavailable; waiting for it (is PostgreSQL running? scripts/services.sh start runs one)", "err", err, "retry_in", backoff)
+		} else {
+			log.Warn("database unavailable", "err", err, "retry_in", backoff)
+		}
 		if !sleep(ctx, backoff) {
 			return ctx.Err()
 		}

@@ -68,6 +68,10 @@ wait_port() { # port seconds
 	done
 }
 
+# pg_port prints the port of the server running on a data folder: the
+# fourth line of its postmaster.pid.
+pg_port() { sed -n 4p "$1/postmaster.pid"; }
+
 start_pg() {
 	local bin pgdata
 	bin=$(find_pg_bin)
@@ -86,7 +90,12 @@ start_pg() {
 		rm -f "$pwfile"
 	fi
 	if as_pg "$bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
-		say "PostgreSQL already running ($pgdata)"
+		local running
+		running=$(pg_port "$pgdata")
+		if [[ $running != "$PGPORT" ]]; then
+			die "PostgreSQL of $pgdata already runs on port $running, not $PGPORT; use PGPORT=$running, or stop it first ($0 stop)"
+		fi
+		say "PostgreSQL already running on 127.0.0.1:$PGPORT ($pgdata)"
 	else
 		local log=$pgdata/server.log
 		as_pg "$bin/pg_ctl" -D "$pgdata" -l "$log" -w -t 60 \
@@ -119,6 +128,9 @@ nats_pid() {
 	kill -0 "$pid" 2>/dev/null && grep -q nats-streaming "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
 }
 
+# nats_port prints the port a running streaming server was started with.
+nats_port() { tr '\0' '\n' <"/proc/$1/cmdline" | sed -n '/^-p$/{n;p;q}'; }
+
 install_nats() {
 	[[ -x $NSS ]] && return
 	say "installing nats-streaming-server $NSS_VERSION into .tools/bin (about a minute)"
@@ -129,7 +141,12 @@ start_nats() {
 	install_nats
 	mkdir -p "$DATA_DIR/nats"
 	if pid=$(nats_pid); then
-		say "NATS Streaming already running (pid $pid)"
+		local running
+		running=$(nats_port "$pid")
+		if [[ $running != "$NATS_PORT" ]]; then
+			die "NATS Streaming of $DATA_DIR already runs on port $running, not $NATS_PORT; use NATS_PORT=$running, or stop it first ($0 stop)"
+		fi
+		say "NATS Streaming already running on 127.0.0.1:$NATS_PORT (pid $pid)"
 		return
 	fi
 	if port_busy "$NATS_PORT"; then
@@ -171,13 +188,13 @@ status() {
 	bin=$(find_pg_bin)
 	pgdata=$(pg_data_dir)
 	if [[ -f $pgdata/PG_VERSION ]] && as_pg "$bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
-		say "PostgreSQL running on 127.0.0.1:$PGPORT ($pgdata)"
+		say "PostgreSQL running on 127.0.0.1:$(pg_port "$pgdata") ($pgdata)"
 	else
 		say "PostgreSQL not running$(port_busy "$PGPORT" && echo "; port $PGPORT is taken by another program")"
 		down=1
 	fi
 	if pid=$(nats_pid); then
-		say "NATS Streaming running on 127.0.0.1:$NATS_PORT (pid $pid)"
+		say "NATS Streaming running on 127.0.0.1:$(nats_port "$pid") (pid $pid)"
 	else
 		say "NATS Streaming not running$(port_busy "$NATS_PORT" && echo "; port $NATS_PORT is taken by another program")"
 		down=1
