@@ -29,10 +29,14 @@ const lookupReaders = 4
 // own timeouts.
 const (
 	httpShutdownTimeout = 10 * time.Second
-	readHeaderTimeout   = 5 * time.Second
-	readTimeout         = 30 * time.Second
-	writeTimeoutHTTP    = 60 * time.Second
-	idleTimeout         = 120 * time.Second
+	// How long after the signal ingestion and the change log get to
+	// stop. A batch still waiting for the database then is left
+	// unacknowledged, and the streaming server delivers it again.
+	stopTimeout       = 10 * time.Second
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeoutHTTP  = 60 * time.Second
+	idleTimeout       = 120 * time.Second
 )
 
 func main() {
@@ -127,6 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	log.Info("shutting down")
+	stopBy := time.Now().Add(stopTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
 	if serr := httpSrv.Shutdown(shutdownCtx); serr != nil {
@@ -137,7 +142,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	close(srv.lookups.reqs)
 	if streamDone != nil {
 		stop()
-		<-streamDone
+		t := time.NewTimer(time.Until(stopBy))
+		defer t.Stop()
+		select {
+		case <-streamDone:
+		case <-t.C:
+			log.Warn("ingestion did not stop in time; the messages it had not acknowledged will be delivered again")
+		}
 	}
 	return err
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -540,6 +542,41 @@ func TestFrozenDatabaseAnswers503InTime(t *testing.T) {
 	eventually(t, "ready after the thaw", svc.ready)
 }
 
+func TestShutdownWithFrozenDatabaseIsBounded(t *testing.T) {
+	env := newPrivateEnv(t)
+	svc := env.start(t)
+	env.publish(t, orderWithID(t, "before-freeze"))
+	getOK(t, svc.base+"/api/models/cache/before-freeze")
+
+	if err := env.pg.freeze(); err != nil {
+		t.Fatal(err)
+	}
+	defer env.pg.thaw()
+	env.publish(t, orderWithID(t, "during-freeze"))
+	eventually(t, "the message handed to the service", func() error {
+		n, err := env.nats.pending(env.vars["NATS_CHANNEL"])
+		if err == nil && n == 0 {
+			err = errors.New("no message awaits acknowledgement")
+		}
+		return err
+	})
+
+	// The batch's connection would wait out its stall timeout (20 s);
+	// shutdown gives up on it after stopTimeout.
+	start := time.Now()
+	svc.stop(t)
+	if took := time.Since(start); took > stopTimeout+5*time.Second {
+		t.Errorf("shutdown with the database frozen took %v, want about %v at most", took, stopTimeout)
+	}
+
+	// Nothing is lost: the unacknowledged message comes again.
+	if err := env.pg.thaw(); err != nil {
+		t.Fatal(err)
+	}
+	svc = env.start(t)
+	getOK(t, svc.base+"/api/models/cache/during-freeze")
+}
+
 func TestServiceStartsBeforePostgres(t *testing.T) {
 	env := newPrivateEnv(t)
 	if err := env.pg.stop(); err != nil {
@@ -669,4 +706,103 @@ func TestDatabaseRouteOverloadAnswers503(t *testing.T) {
 
 	r := do(t, "GET", svc.base+"/api/models/busy", "", nil)
 	wantStatus(t, "after the load", r, http.StatusOK)
+}
+
+// A DELETE that commits while a stream batch waits to insert the same
+// order must win: the batch's insert checked for tombstones before the
+// DELETE made one, and would otherwise store the order again under it.
+func TestDeleteRacingBatchInsertStaysDeleted(t *testing.T) {
+	env := newTestEnv(t)
+	store, err := NewStore(env.vars["DATABASE_URL"], 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+	if err := store.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	record := func(body []byte) Record {
+		r, err := decodeOrder(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	same := record(orderWithID(t, "racing-same"))
+	other := record(orderWithID(t, "racing-other"))
+	changed := record(modified(t, func(m map[string]any) {
+		m["order_uid"] = "racing-other"
+		m["customer_id"] = "someone-else"
+	}))
+
+	first, err := store.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := first.InsertBatch(ctx, []Record{same, other}); err != nil || out[0] != Inserted || out[1] != Inserted {
+		t.Fatalf("storing the orders: outcomes %v, error %v", out, err)
+	}
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	deleter, err := store.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deleter.Rollback()
+	for _, uid := range []string{same.UID, other.UID} {
+		if _, err := deleter.Delete(ctx, uid); err != nil {
+			t.Fatalf("deleting %s: %v", uid, err)
+		}
+	}
+
+	type result struct {
+		out []Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		tx, err := store.Begin(ctx)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer tx.Rollback()
+		out, err := tx.InsertBatch(ctx, []Record{same, changed})
+		if err == nil {
+			err = tx.Commit()
+		}
+		done <- result{out, err}
+	}()
+
+	// The batch's insert now waits for the deleter's row locks.
+	db := env.db(t)
+	eventually(t, "the batch insert waiting for the delete", func() error {
+		var waiting int
+		err := db.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO orders%'`).Scan(&waiting)
+		if err != nil || waiting == 0 {
+			return fmt.Errorf("%d waiting (%v)", waiting, err)
+		}
+		return nil
+	})
+	if err := deleter.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("batch insert: %v", r.err)
+	}
+	if r.out[0] != Deleted || r.out[1] != DeletedDiffers {
+		t.Errorf("outcomes = %v, want [%v %v] (deleted; deleted, and a different order)", r.out, Deleted, DeletedDiffers)
+	}
+	var stored, tombstones int
+	db.QueryRow(`SELECT count(*) FROM orders WHERE order_uid LIKE 'racing-%'`).Scan(&stored)
+	db.QueryRow(`SELECT count(*) FROM deleted_orders WHERE order_uid LIKE 'racing-%'`).Scan(&tombstones)
+	if stored != 0 || tombstones != 2 {
+		t.Errorf("after the race: %d orders and %d tombstones, want 0 and 2", stored, tombstones)
+	}
 }

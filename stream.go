@@ -45,13 +45,12 @@ const (
 
 // Timing of the stream's retries and checks.
 const (
-	connectWait     = 5 * time.Second
-	pingInterval    = 1 // seconds, stan.go's unit
-	pingMaxOut      = 3
-	minBackoff      = 100 * time.Millisecond
-	maxBackoff      = 5 * time.Second
-	writeTimeout    = 10 * time.Second
-	shutdownTimeout = 10 * time.Second
+	connectWait  = 5 * time.Second
+	pingInterval = 1 // seconds, stan.go's unit
+	pingMaxOut   = 3
+	minBackoff   = 100 * time.Millisecond
+	maxBackoff   = 5 * time.Second
+	writeTimeout = 10 * time.Second
 )
 
 // An Ingester takes orders from a NATS Streaming channel and saves them.

@@ -190,6 +190,10 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 	if err := collect(rows, func(uid string, _ []byte) { inserted[first[uid]] = true }); err != nil {
 		return nil, wrap("inserting batch", err)
 	}
+	tombstoned, err := t.undoResurrected(ctx, first, inserted)
+	if err != nil {
+		return nil, err
+	}
 
 	// Ids not inserted: read what is stored under them to tell a
 	// redelivered copy from a different order, and which were deleted.
@@ -200,10 +204,8 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 		}
 	}
 	var existing map[string][]byte
-	var tombstoned map[string][]byte // the deleted body's digest, if known
 	if len(taken) > 0 {
 		existing = make(map[string][]byte, len(taken))
-		tombstoned = make(map[string][]byte)
 		rows, err := t.tx.QueryContext(ctx, `
 			SELECT t.u, o.body, d.order_uid IS NOT NULL, d.digest
 			FROM unnest($1::text[]) AS t(u)
@@ -257,6 +259,41 @@ func (t *Tx) InsertBatch(ctx context.Context, rs []Record) ([]Outcome, error) {
 		}
 	}
 	return out, nil
+}
+
+// undoResurrected deletes again the orders the batch inserted that a
+// concurrent DELETE has since tombstoned, and returns the tombstones of the
+// batch's ids, with the deleted bodies' digests, for InsertBatch to fill
+// in. The insert checks for tombstones with the snapshot its statement
+// started with; a DELETE of a stored copy that commits while the insert
+// waits for the row's lock leaves the insert free to store the order
+// again, under a tombstone it did not see. This second statement sees it.
+func (t *Tx) undoResurrected(ctx context.Context, first map[string]int, inserted []bool) (map[string][]byte, error) {
+	var ids []string
+	for uid, i := range first {
+		if inserted[i] {
+			ids = append(ids, uid)
+		}
+	}
+	tombstoned := make(map[string][]byte)
+	if len(ids) == 0 {
+		return tombstoned, nil
+	}
+	rows, err := t.tx.QueryContext(ctx, `
+		DELETE FROM orders o USING deleted_orders d
+		WHERE o.order_uid = d.order_uid AND o.order_uid = ANY($1::text[])
+		RETURNING o.order_uid, d.digest`, pq.StringArray(ids))
+	if err != nil {
+		return nil, wrap("checking inserted orders for deletions", err)
+	}
+	err = collect(rows, func(uid string, digest []byte) {
+		inserted[first[uid]] = false
+		tombstoned[uid] = digest
+	})
+	if err != nil {
+		return nil, wrap("checking inserted orders for deletions", err)
+	}
+	return tombstoned, nil
 }
 
 // differs reports whether body is not the deleted order whose digest is
