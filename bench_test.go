@@ -81,15 +81,8 @@ func BenchmarkCacheHandler(b *testing.B) {
 
 func BenchmarkInsertBatch(b *testing.B) {
 	env := newTestEnv(b)
-	store, err := NewStore(env.vars["DATABASE_URL"], 4)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
+	store := env.store(b)
 	ctx := context.Background()
-	if err := store.Init(ctx); err != nil {
-		b.Fatal(err)
-	}
 	svc := NewService(store, &Cache{})
 	const batch = 1000
 	sample := canonicalSample(b)

@@ -522,6 +522,21 @@ func newTestEnvOn(t testing.TB, pg *pgServer, nats *natsServer) *testEnv {
 }
 
 // db opens the test's database.
+// store opens a Store on the environment's database, with its schema
+// in place, closed when the test ends.
+func (e *testEnv) store(t testing.TB) *Store {
+	t.Helper()
+	s, err := NewStore(e.vars["DATABASE_URL"], 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func (e *testEnv) db(t testing.TB) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("postgres", e.vars["DATABASE_URL"])

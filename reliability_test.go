@@ -713,15 +713,8 @@ func TestDatabaseRouteOverloadAnswers503(t *testing.T) {
 // DELETE made one, and would otherwise store the order again under it.
 func TestDeleteRacingBatchInsertStaysDeleted(t *testing.T) {
 	env := newTestEnv(t)
-	store, err := NewStore(env.vars["DATABASE_URL"], 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := env.store(t)
 	ctx := context.Background()
-	if err := store.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
 	record := func(body []byte) Record {
 		r, err := decodeOrder(body)
 		if err != nil {
