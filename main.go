@@ -235,7 +235,7 @@ func openStore(ctx context.Context, log *slog.Logger, store *Store) error {
 		if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 			return err
 		}
-		if backoff == minBackoff {
+		if first := backoff == minBackoff; first {
 			log.Warn("database unavailable; waiting for it (is PostgreSQL running? scripts/services.sh start runs one)", "err", err, "retry_in", backoff)
 		} else {
 			log.Warn("database unavailable", "err", err, "retry_in", backoff)

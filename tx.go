@@ -279,10 +279,11 @@ func (t *Tx) undoResurrected(ctx context.Context, first map[string]int, inserted
 	if len(ids) == 0 {
 		return tombstoned, nil
 	}
+	// Joined by commas, as the insert takes them (see InsertBatch).
 	rows, err := t.tx.QueryContext(ctx, `
 		DELETE FROM orders o USING deleted_orders d
-		WHERE o.order_uid = d.order_uid AND o.order_uid = ANY($1::text[])
-		RETURNING o.order_uid, d.digest`, pq.StringArray(ids))
+		WHERE o.order_uid = d.order_uid AND o.order_uid = ANY(string_to_array($1, ','))
+		RETURNING o.order_uid, d.digest`, strings.Join(ids, ","))
 	if err != nil {
 		return nil, wrap("checking inserted orders for deletions", err)
 	}
